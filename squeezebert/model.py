@@ -1,0 +1,544 @@
+"""SqueezeBERT, top to bottom: embeddings, grouped projections, self-attention, post-LayerNorm blocks, pooler, heads.
+
+SqueezeBERT (Iandola et al., 2020) is BERT with the position-wise fully connected layers (Q, K, V and both FFN
+layers) replaced by grouped 1x1 convolutions. With one group everywhere it is BERT exactly.
+
+Why the layout: a grouped 1x1 convolution over a sequence is, per group, a plain matrix product. We keep activations
+channels-first with batch and sequence folded together, ``x: (C, T)`` with ``T = B * S``, so that a grouped
+projection is one batched GEMM over groups with no copies: ``(G, Cout/G, Cin/G) @ (G, Cin/G, T)`` -> ``(Cout, T)``.
+nn.Conv1d with groups runs at a fraction of GEMM speed on CPU; this is the same arithmetic at GEMM speed.
+
+Numerics follow transformers' ``SqueezeBertFor*`` exactly, quirks included; each quirk is marked ``QUIRK``.
+Parameter names mirror transformers' so a checkpoint maps by name (only the conv weights' trailing 1 differs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import SqueezeBertConfig
+
+# QUIRK: transformers' SqueezeBertLayerNorm (the two LayerNorms inside every encoder layer) is built with its
+# default eps=1e-12 and ignores config.layer_norm_eps; the embedding and MLM-head LayerNorms do use the config.
+ENCODER_LAYER_NORM_EPS = 1e-12
+
+ACT_FNS = {
+    "gelu": F.gelu,  # exact (erf) GELU, as BERT and transformers' "gelu"
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns (the Hugging Face field names); fields a head does not produce stay None."""
+
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    start_logits: Tensor | None = None  # question answering
+    end_logits: Tensor | None = None
+    sop_logits: Tensor | None = None  # sentence-order prediction (pretraining)
+    last_hidden_state: Tensor | None = None
+    pooler_output: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer, each (B, S, C)
+    attentions: tuple[Tensor, ...] | None = None  # softmax probabilities per layer, each (B, H, S, S)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+# ---- building blocks ------------------------------------------------------------------------------------------
+
+
+class GroupedProjection(nn.Module):
+    """A grouped 1x1 convolution on channels-first activations, computed as one batched matmul over groups.
+
+    ``weight`` is ``(Cout, Cin/G)``: transformers' Conv1d weight without its trailing kernel dimension of 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int):
+        super().__init__()
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
+        # Same arithmetic, two kernels, chosen by measurement on x86 (benchmarks/kernels.py): for fp32, oneDNN's
+        # grouped convolution runs at about twice the GFLOP/s of torch.bmm (MKL); for bf16 it is the other way
+        # round, oneDNN's batched matmul beats its bf16 convolution.
+        if x.dtype == torch.float32:  # (1, Cin, T) -> (1, Cout, T)
+            return F.conv1d(x.unsqueeze(0), self.weight.unsqueeze(-1), self.bias, groups=self.groups).squeeze(0)
+        g, t = self.groups, x.shape[1]
+        w = self.weight.view(g, self.out_channels // g, self.in_channels // g)  # (G, Cout/G, Cin/G)
+        b = self.bias.view(g, self.out_channels // g, 1)
+        # (G, Cout/G, Cin/G) @ (G, Cin/G, T) -> (G, Cout/G, T) == (Cout, T): channel c of group g is row g*Cout/G+c
+        return torch.baddbmm(b, w, x.view(g, self.in_channels // g, t)).view(self.out_channels, t)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, groups={self.groups}"
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dimension of channels-first ``(C, T)`` activations."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        # F.layer_norm normalises the last dimension: run it on the (T, C) view and come back to (C, T).
+        return F.layer_norm(x.t(), self.normalized_shape, self.weight, self.bias, self.eps).t().contiguous()
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:  # -> (B, S, C)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(x))
+
+
+class SelfAttention(nn.Module):
+    """BERT's multi-head self-attention, unchanged; only the Q/K/V projections are grouped."""
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        c = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_size = c // self.num_heads
+        self.query = GroupedProjection(c, c, config.q_groups)
+        self.key = GroupedProjection(c, c, config.k_groups)
+        self.value = GroupedProjection(c, c, config.v_groups)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def forward(self, x: Tensor, mask: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
+        # x: (C, T), T = B*S. Channel c belongs to head c // head_size (as in BERT's view(B, S, H, D)).
+        h, d, t = self.num_heads, self.head_size, x.shape[1]
+        s = t // batch
+
+        def heads(y: Tensor) -> Tensor:  # (C, B*S) -> (B*H, D, S); a free view when B == 1
+            return y.view(h, d, batch, s).permute(2, 0, 1, 3).reshape(batch * h, d, s)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        # QUIRK (kept for exact parity): scores are scaled after the product, as transformers does.
+        scores = torch.bmm(q.transpose(1, 2), k).div_(math.sqrt(d))  # (B*H, S, S): [query, key]
+        if mask is not None:
+            scores = scores.view(batch, h, s, s).add_(mask).view(batch * h, s, s)
+        probs = self.dropout(torch.softmax(scores, dim=-1))
+        context = torch.bmm(v, probs.transpose(1, 2))  # (B*H, D, S): context^T = V P^T
+        context = context.view(batch, h, d, s).permute(1, 2, 0, 3).reshape(h * d, t)  # -> (C, B*S)
+        return context, probs.view(batch, h, s, s)
+
+
+class ProjectionDropoutLayerNorm(nn.Module):
+    """projection -> dropout -> + residual -> LayerNorm (BERT's post-LN sublayer ending)."""
+
+    def __init__(self, cin: int, cout: int, groups: int, dropout: float):
+        super().__init__()
+        self.conv1d = GroupedProjection(cin, cout, groups)
+        self.layernorm = ChannelLayerNorm(cout, eps=ENCODER_LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        return self.layernorm(self.dropout(self.conv1d(x)) + residual)
+
+
+class ProjectionActivation(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int, act: str):
+        super().__init__()
+        self.conv1d = GroupedProjection(cin, cout, groups)
+        self.act = ACT_FNS[act]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.conv1d(x))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        c, i, p = config.hidden_size, config.intermediate_size, config.hidden_dropout_prob
+        self.attention = SelfAttention(config)
+        self.post_attention = ProjectionDropoutLayerNorm(c, c, config.post_attention_groups, p)
+        self.intermediate = ProjectionActivation(c, i, config.intermediate_groups, config.hidden_act)
+        self.output = ProjectionDropoutLayerNorm(i, c, config.output_groups, p)
+
+    def forward(self, x: Tensor, mask: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
+        context, probs = self.attention(x, mask, batch)
+        x = self.post_attention(context, x)
+        return self.output(self.intermediate(x), x), probs
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class Pooler(nn.Module):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, last_hidden_state: Tensor) -> Tensor:  # first token -> dense -> tanh
+        return torch.tanh(self.dense(last_hidden_state[:, 0]))
+
+
+# ---- models ---------------------------------------------------------------------------------------------------
+
+
+class SqueezeBertPreTrainedModel(nn.Module):
+    """Shared by the bare encoder and every head: config, initialisation, checkpoint I/O."""
+
+    architecture = "SqueezeBertModel"
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.config = config
+
+    def init_weights(self) -> "SqueezeBertPreTrainedModel":
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, GroupedProjection)):
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("predictions.bias"):
+                nn.init.zeros_(p)
+        return self
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        skip = "embeddings." if exclude_embeddings else "\0"
+        return sum(p.numel() for n, p in self.named_parameters() if skip not in n)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs: Any) -> "SqueezeBertPreTrainedModel":
+        from .checkpoint import load_model
+
+        return load_model(path, model_class=cls, **kwargs)
+
+    def save_pretrained(self, directory: str, **kwargs: Any) -> None:
+        from .checkpoint import save_model
+
+        save_model(self, directory, **kwargs)
+
+
+class SqueezeBertModel(SqueezeBertPreTrainedModel):
+    """The bare encoder: ``last_hidden_state`` (B, S, C) and ``pooler_output`` (B, C)."""
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.embeddings = Embeddings(config)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
+        batch, seq = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        device = input_ids.device
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = torch.arange(seq, device=device).unsqueeze(0)
+        embedded = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, S, C)
+        c = embedded.shape[-1]
+        mask = self._additive_mask(attention_mask, embedded.dtype)
+
+        x = embedded.permute(2, 0, 1).reshape(c, batch * seq)  # (B, S, C) -> (C, B*S)
+        hidden, attentions = [embedded] if output_hidden_states else None, [] if output_attentions else None
+        for layer in self.encoder.layers:
+            x, probs = layer(x, mask, batch)
+            if hidden is not None:
+                hidden.append(x.view(c, batch, seq).permute(1, 2, 0))
+            if attentions is not None:
+                attentions.append(probs)
+        last = x.view(c, batch, seq).permute(1, 2, 0).contiguous()  # (C, B*S) -> (B, S, C)
+        return ModelOutput(
+            last_hidden_state=last,
+            pooler_output=self.pooler(last),
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
+
+    def _check_inputs(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None):
+        # Clear errors instead of an index error from deep inside an embedding lookup.
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, seq_len), got shape {tuple(input_ids.shape)}")
+        batch, seq = input_ids.shape
+        if seq == 0 or batch == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)})")
+        if seq > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {seq} exceeds max_position_embeddings={self.config.max_position_embeddings}; "
+                "truncate the input (the tokenizer's max_length) or split it into windows"
+            )
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"input_ids must be in [0, {self.config.vocab_size}), got values in [{lo}, {hi}]")
+        for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+            if t is not None and t.shape != input_ids.shape:
+                raise ValueError(f"{name} shape {tuple(t.shape)} does not match input_ids {tuple(input_ids.shape)}")
+        if token_type_ids is not None and int(token_type_ids.max()) >= self.config.type_vocab_size:
+            raise ValueError(f"token_type_ids must be < type_vocab_size={self.config.type_vocab_size}")
+        return batch, seq
+
+    @staticmethod
+    def _additive_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """(B, S) 1/0 mask -> (B, 1, 1, S) additive bias; None when nothing is masked (saves an add per layer)."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return None
+        # As transformers: masked keys get the dtype's most negative value, so they get exactly 0 probability.
+        keep = attention_mask.to(torch.bool)[:, None, None, :]
+        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, torch.finfo(dtype).min)
+
+
+class TaskModel(SqueezeBertPreTrainedModel):
+    """An encoder (``self.transformer``) plus a small head; subclasses define the head and its loss."""
+
+    uses_pooler = True  # heads that read only token states say False (their checkpoints may lack a pooler)
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.transformer = SqueezeBertModel(config)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        **head_kwargs: Tensor | None,
+    ) -> ModelOutput:
+        encoded = self.transformer(
+            input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions
+        )
+        out = self.head(encoded, labels, **head_kwargs)
+        out.hidden_states, out.attentions = encoded.hidden_states, encoded.attentions
+        return out
+
+    def head(self, encoded: ModelOutput, labels: Tensor | None, **kwargs: Tensor | None) -> ModelOutput:
+        raise NotImplementedError
+
+
+class PredictionHeadTransform(nn.Module):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT_FNS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class LMPredictionHead(nn.Module):
+    """Transform + decoder. The decoder weight IS the word-embedding matrix (tied), so it is not a parameter here."""
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.transform = PredictionHeadTransform(config)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: Tensor, word_embeddings: Tensor) -> Tensor:
+        return F.linear(self.transform(x), word_embeddings, self.bias)
+
+
+class MLMHead(nn.Module):
+    def __init__(self, config: SqueezeBertConfig, sentence_order: bool = False):
+        super().__init__()
+        self.predictions = LMPredictionHead(config)
+        # Sentence-order prediction reuses BERT's next-sentence head (same shape, same checkpoint name).
+        self.seq_relationship = nn.Linear(config.hidden_size, 2) if sentence_order else None
+
+
+class SqueezeBertForMaskedLM(TaskModel):
+    architecture = "SqueezeBertForMaskedLM"
+    uses_pooler = False
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.cls = MLMHead(config)
+        self.init_weights()
+
+    def head(self, encoded, labels, **kwargs):
+        logits = self.cls.predictions(encoded.last_hidden_state, self.transformer.embeddings.word_embeddings.weight)
+        loss = None if labels is None else F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+        return ModelOutput(loss=loss, logits=logits)
+
+
+class SqueezeBertForPreTraining(TaskModel):
+    """Masked LM + sentence-order prediction (the paper's pretraining objective). ``sop_labels``: 0 in order, 1 swapped."""
+
+    architecture = "SqueezeBertForPreTraining"
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.cls = MLMHead(config, sentence_order=True)
+        self.init_weights()
+
+    def head(self, encoded, labels, sop_labels: Tensor | None = None, **kwargs):
+        logits = self.cls.predictions(encoded.last_hidden_state, self.transformer.embeddings.word_embeddings.weight)
+        sop_logits = self.cls.seq_relationship(encoded.pooler_output)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+            if sop_labels is not None:
+                loss = loss + F.cross_entropy(sop_logits, sop_labels.view(-1))
+        return ModelOutput(loss=loss, logits=logits, sop_logits=sop_logits)
+
+
+def sequence_loss(logits: Tensor, labels: Tensor, problem_type: str | None) -> Tensor:
+    """transformers' rule: 1 label -> regression; integer labels -> single-label; else multi-label."""
+    num_labels = logits.shape[-1]
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class SqueezeBertForSequenceClassification(TaskModel):
+    """Pooled first token -> dropout -> linear. ``num_labels=1`` is regression (STS-B)."""
+
+    architecture = "SqueezeBertForSequenceClassification"
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def head(self, encoded, labels, **kwargs):
+        logits = self.classifier(self.dropout(encoded.pooler_output))
+        loss = None if labels is None else sequence_loss(logits, labels, self.config.problem_type)
+        return ModelOutput(loss=loss, logits=logits, pooler_output=encoded.pooler_output)
+
+
+class SqueezeBertForTokenClassification(TaskModel):
+    """Every token -> dropout -> linear. Label -100 is ignored (sub-word continuations, padding)."""
+
+    architecture = "SqueezeBertForTokenClassification"
+    uses_pooler = False
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def head(self, encoded, labels, **kwargs):
+        logits = self.classifier(self.dropout(encoded.last_hidden_state))
+        loss = None if labels is None else F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+        return ModelOutput(loss=loss, logits=logits)
+
+
+class SqueezeBertForQuestionAnswering(TaskModel):
+    """Span extraction: start and end logits per token. ``labels`` is (B, 2) = (start, end), or pass
+    ``start_positions`` / ``end_positions`` as transformers does. ``logits`` is (B, S, 2)."""
+
+    architecture = "SqueezeBertForQuestionAnswering"
+    uses_pooler = False
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def head(self, encoded, labels, start_positions=None, end_positions=None, **kwargs):
+        logits = self.qa_outputs(encoded.last_hidden_state)
+        start, end = logits[..., 0].contiguous(), logits[..., 1].contiguous()
+        if labels is not None:
+            start_positions, end_positions = labels[:, 0], labels[:, 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # As transformers: positions outside the window are clamped to seq_len and ignored.
+            ignored = start.shape[1]
+            loss = (
+                F.cross_entropy(start, start_positions.view(-1).clamp(0, ignored), ignore_index=ignored)
+                + F.cross_entropy(end, end_positions.view(-1).clamp(0, ignored), ignore_index=ignored)
+            ) / 2
+        return ModelOutput(loss=loss, logits=logits, start_logits=start, end_logits=end)
+
+
+class SqueezeBertForMultipleChoice(TaskModel):
+    """Inputs are (B, num_choices, S); each choice is scored from its pooled output; logits (B, num_choices)."""
+
+    architecture = "SqueezeBertForMultipleChoice"
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, **kwargs):
+        if input_ids.dim() != 3:
+            raise ValueError(f"multiple choice input_ids must be (batch, choices, seq_len), got {tuple(input_ids.shape)}")
+
+        def flat(t):  # (B, K, S) -> (B*K, S)
+            return None if t is None else t.reshape(-1, t.shape[-1])
+
+        return super().forward(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                               labels, output_hidden_states, output_attentions, num_choices=input_ids.shape[1])
+
+    def head(self, encoded, labels, num_choices: int = 1, **kwargs):
+        logits = self.classifier(self.dropout(encoded.pooler_output)).view(-1, num_choices)
+        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
+        return ModelOutput(loss=loss, logits=logits)
+
+
+# A plain registry: head name -> class. ``architectures`` in config.json picks one (see checkpoint.py).
+HEADS: dict[str, type[SqueezeBertPreTrainedModel]] = {
+    "base": SqueezeBertModel,
+    "masked_lm": SqueezeBertForMaskedLM,
+    "pretraining": SqueezeBertForPreTraining,
+    "sequence_classification": SqueezeBertForSequenceClassification,
+    "token_classification": SqueezeBertForTokenClassification,
+    "question_answering": SqueezeBertForQuestionAnswering,
+    "multiple_choice": SqueezeBertForMultipleChoice,
+}
