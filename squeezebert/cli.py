@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -62,11 +63,30 @@ def demo_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="batch 1 and 32 at 128 tokens only, fewer rounds (~1 min)")
+    p.add_argument("--out", default="out/bench", help="directory for results.json, results.md and plots")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2: this machine's cores)")
+    p.add_argument("--rounds", type=int, help="timed rounds at 1x128 (default 30, quick 10)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the transformers baselines")
+
+
+def bench_run(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    results = run(args.out, quick=args.quick, threads=args.threads, rounds=args.rounds,
+                  baselines=not args.no_baselines)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"wrote {args.out}/results.json, results.md and plots ({results['wall_s']} s)")
+    return 0
+
+
 # name -> (help, declare arguments, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "info": ("config, parameter counts and GFLOPs of checkpoints or presets", info_args, info_run),
     "convert": ("load a HF SqueezeBERT/BERT checkpoint and save it in our (HF SqueezeBERT) format",
                 convert_args, convert_run),
+    "bench": ("benchmark our inference paths against transformers' SqueezeBERT and BERT-base", bench_args, bench_run),
     "demo": ("the main job: load the real MiniLM, convert, embed, check parity, print the model table",
              demo_args, demo_run),
 }

@@ -126,6 +126,8 @@ class SelfAttention(nn.Module):
         self.key = GroupedProjection(c, c, config.k_groups)
         self.value = GroupedProjection(c, c, config.v_groups)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.matmul_dtype: torch.dtype | None = None  # reduced-precision inference sets bf16 (see infer/fast.py)
+        self.qkv: nn.Module | None = None  # inference may fuse Q, K, V into one projection (see infer/fast.py)
 
     def forward(self, x: Tensor, mask: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
         # x: (C, T), T = B*S. Channel c belongs to head c // head_size (as in BERT's view(B, S, H, D)).
@@ -135,13 +137,15 @@ class SelfAttention(nn.Module):
         def heads(y: Tensor) -> Tensor:  # (C, B*S) -> (B*H, D, S); a free view when B == 1
             return y.view(h, d, batch, s).permute(2, 0, 1, 3).reshape(batch * h, d, s)
 
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        dt = self.matmul_dtype or x.dtype  # the two products may run in bf16; softmax stays in x's dtype
+        q, k, v = self.qkv(x) if self.qkv is not None else (self.query(x), self.key(x), self.value(x))
+        q, k, v = heads(q.to(dt)), heads(k.to(dt)), heads(v.to(dt))
         # QUIRK (kept for exact parity): scores are scaled after the product, as transformers does.
-        scores = torch.bmm(q.transpose(1, 2), k).div_(math.sqrt(d))  # (B*H, S, S): [query, key]
+        scores = torch.bmm(q.transpose(1, 2), k).to(x.dtype).div_(math.sqrt(d))  # (B*H, S, S): [query, key]
         if mask is not None:
             scores = scores.view(batch, h, s, s).add_(mask).view(batch * h, s, s)
         probs = self.dropout(torch.softmax(scores, dim=-1))
-        context = torch.bmm(v, probs.transpose(1, 2))  # (B*H, D, S): context^T = V P^T
+        context = torch.bmm(v, probs.to(dt).transpose(1, 2)).to(x.dtype)  # (B*H, D, S): context^T = V P^T
         context = context.view(batch, h, d, s).permute(1, 2, 0, 3).reshape(h * d, t)  # -> (C, B*S)
         return context, probs.view(batch, h, s, s)
 
@@ -266,15 +270,28 @@ class SqueezeBertModel(SqueezeBertPreTrainedModel):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> ModelOutput:
-        batch, seq = self._check_inputs(input_ids, attention_mask, token_type_ids)
-        device = input_ids.device
+        self._check_inputs(input_ids, attention_mask, token_type_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if position_ids is None:
-            position_ids = torch.arange(seq, device=device).unsqueeze(0)
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        mask = self._additive_mask(attention_mask, self.embeddings.LayerNorm.weight.dtype)
+        return self.encode(input_ids, token_type_ids, position_ids, mask, output_hidden_states, output_attentions)
+
+    def encode(
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor,
+        position_ids: Tensor,
+        mask: Tensor | None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
+        """The forward pass proper, on checked inputs and a prepared additive mask (no data-dependent branches,
+        so ``torch.compile`` sees one graph)."""
+        batch, seq = input_ids.shape
         embedded = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, S, C)
         c = embedded.shape[-1]
-        mask = self._additive_mask(attention_mask, embedded.dtype)
 
         x = embedded.permute(2, 0, 1).reshape(c, batch * seq)  # (B, S, C) -> (C, B*S)
         hidden, attentions = [embedded] if output_hidden_states else None, [] if output_attentions else None

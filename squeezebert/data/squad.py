@@ -1,0 +1,235 @@
+"""SQuAD v1.1 / v2.0: the JSON reader, the official answer normalisation and EM/F1, and n-best span selection.
+
+Scoring follows the algorithm of the official evaluation scripts: an answer is normalised by lower-casing,
+dropping ASCII punctuation, dropping the articles a/an/the and collapsing whitespace; exact match and
+token-overlap F1 are taken as the maximum over the gold answers. For v2.0, an unanswerable question's gold is the
+empty answer, which only an empty prediction matches (EM = F1 = 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .tabular import ENCODING, DataError, ReadResult, RowSkipper
+
+
+class Answer(NamedTuple):
+    text: str
+    answer_start: int
+
+
+@dataclass(frozen=True)
+class SquadExample:
+    id: str
+    title: str
+    context: str
+    question: str
+    answers: list[Answer] = field(default_factory=list)
+    is_impossible: bool = False
+
+
+def read_squad(path: str | Path, *, skip_bad_rows: bool = False) -> ReadResult[SquadExample]:
+    """Read a SQuAD v1.1 or v2.0 JSON file into one example per question.
+
+    Each answer's ``answer_start`` must point at its text in the context; a question where it does not (or
+    with missing fields) is a DataError naming the question, or with ``skip_bad_rows`` a counted, logged skip.
+    v2.0's ``is_impossible`` questions have no answers (``plausible_answers`` are not read).
+    """
+    try:
+        with open(path, encoding=ENCODING) as handle:
+            document = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DataError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise DataError(path, None, "not a SQuAD file: no top-level 'data' list")
+    if not document["data"]:
+        raise DataError(path, None, "empty file (no articles in 'data')")
+    skipper = RowSkipper(path, skip_bad_rows)
+    examples: list[SquadExample] = []
+    for a, article in enumerate(document["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs", [])):
+            for q, qa in enumerate(paragraph.get("qas", [])):
+                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                try:
+                    examples.append(_example(article, paragraph, qa, where, path))
+                except DataError as error:
+                    skipper(error)
+    skipper.report()
+    if not examples:
+        raise DataError(path, None, "no questions")
+    return ReadResult(examples, len(skipper.lines), [], None, str(path))
+
+
+def _example(article: dict, paragraph: dict, qa: dict, where: str, path: str | Path) -> SquadExample:
+    for owner, key in ((paragraph, "context"), (qa, "id"), (qa, "question")):
+        if not isinstance(owner.get(key), str):
+            raise DataError(path, None, f"{where}: missing or non-text {key!r}")
+    context, qid = paragraph["context"], qa["id"]
+    is_impossible = bool(qa.get("is_impossible", False))
+    answers = []
+    for answer in [] if is_impossible else qa.get("answers", []):
+        text, start = answer.get("text"), answer.get("answer_start")
+        if not isinstance(text, str) or not isinstance(start, int):
+            raise DataError(path, None, f"{where} (id {qid}): answer without text/answer_start: {answer!r}")
+        if context[start : start + len(text)] != text:
+            problem = f"answer {text!r} is not at answer_start {start} of the context"
+            raise DataError(path, None, f"{where} (id {qid}): {problem}")
+        answers.append(Answer(text, start))
+    if not answers and not is_impossible:
+        raise DataError(path, None, f"{where} (id {qid}): no answers and not marked is_impossible")
+    return SquadExample(qid, article.get("title", ""), context, qa["question"], answers, is_impossible)
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation, drop articles, collapse whitespace (the official order)."""
+    text = "".join(char for char in text.lower() if char not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """Token-overlap F1 of normalised answers; when either is empty, 1 if both are, else 0."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    overlap = sum((Counter(predicted) & Counter(expected)).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(predicted), overlap / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _golds(answers: Sequence[str]) -> list[str]:
+    """Gold answer texts; none (or only ones normalising to empty) means "no answer", i.e. ``[""]``."""
+    kept = [answer for answer in answers if normalize_answer(answer)]
+    return kept or [""]
+
+
+def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """EM and F1 in percent over every question in ``references`` ({id: [gold answer texts]}).
+
+    A question with no prediction scores 0. An empty gold list is an unanswerable (v2.0) question. When both
+    kinds are present, ``has_answer_*`` and ``no_answer_*`` break the scores down.
+    """
+    if not references:
+        raise ValueError("no reference answers")
+    totals = {"exact_match": 0.0, "f1": 0.0}
+    by_kind = {"has_answer": [0.0, 0.0, 0], "no_answer": [0.0, 0.0, 0]}  # [EM sum, F1 sum, count]
+    for qid, answers in references.items():
+        golds = _golds(answers)
+        prediction = predictions.get(qid, None)
+        em = f1 = 0.0
+        if prediction is not None:
+            em = max(exact_match(prediction, gold) for gold in golds)
+            f1 = max(token_f1(prediction, gold) for gold in golds)
+        totals["exact_match"] += em
+        totals["f1"] += f1
+        kind = by_kind["no_answer" if golds == [""] else "has_answer"]
+        kind[0], kind[1], kind[2] = kind[0] + em, kind[1] + f1, kind[2] + 1
+    count = len(references)
+    scores = {name: 100.0 * value / count for name, value in totals.items()}
+    if by_kind["has_answer"][2] and by_kind["no_answer"][2]:
+        for kind, (em, f1, n) in by_kind.items():
+            scores[f"{kind}_exact_match"] = 100.0 * em / n
+            scores[f"{kind}_f1"] = 100.0 * f1 / n
+    return scores
+
+
+def references(examples: Sequence[SquadExample]) -> dict[str, list[str]]:
+    """{id: [gold answer texts]} for :func:`squad_scores`."""
+    return {example.id: [answer.text for answer in example.answers] for example in examples}
+
+
+# ---------------------------------------------------------------------------------------------- span selection
+
+
+def postprocess_predictions(
+    examples: Sequence[SquadExample] | Mapping[str, str],
+    feature_example_ids: Sequence[str],
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    offset_mapping: Sequence[Sequence[tuple[int, int] | None]],
+    *,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    null_score_threshold: float | None = None,
+    null_index: int = 0,
+) -> dict[str, str]:
+    """Pick each example's answer text from its features' start/end logits.
+
+    Args:
+        examples: the examples (or {example id: context}); the answer is a slice of the context.
+        feature_example_ids: for each feature (a window of one example), its example's id.
+        start_logits, end_logits: per feature, one logit per token.
+        offset_mapping: per feature, each token's (start, end) character span in the context, or None for
+            tokens outside the context (question, special tokens, padding).
+        n_best_size: how many top start and end positions to pair up.
+        max_answer_length: longest span, in tokens.
+        null_score_threshold: SQuAD v2.0: answer "" when the no-answer score (start + end logit at
+            ``null_index``, the [CLS] token, minimum over the example's features) exceeds the best span's score
+            by more than this. None (v1.1): always answer with the best span.
+
+    Candidate spans are those whose start and end are both among the top ``n_best_size`` logits, lie in the
+    context, have end >= start and are at most ``max_answer_length`` tokens; the score is start + end logit.
+    An example with no valid span gets "".
+    """
+    contexts = examples if isinstance(examples, Mapping) else {example.id: example.context for example in examples}
+    features_of: dict[str, list[int]] = {}
+    for feature, example_id in enumerate(feature_example_ids):
+        features_of.setdefault(example_id, []).append(feature)
+    answers: dict[str, str] = {}
+    for example_id, context in contexts.items():
+        best_score, best_text = -math.inf, ""
+        null_score = math.inf
+        for feature in features_of.get(example_id, []):
+            starts, ends = np.asarray(start_logits[feature]), np.asarray(end_logits[feature])
+            offsets = offset_mapping[feature]
+            null_score = min(null_score, float(starts[null_index] + ends[null_index]))
+            score, span = _best_span(starts, ends, offsets, n_best_size, max_answer_length)
+            if span is not None and score > best_score:
+                best_score, best_text = score, context[span[0] : span[1]]
+        found = best_score != -math.inf
+        if null_score_threshold is not None and found and null_score - best_score > null_score_threshold:
+            best_text = ""
+        answers[example_id] = best_text
+    return answers
+
+
+def _best_span(
+    starts: np.ndarray, ends: np.ndarray, offsets: Sequence[tuple[int, int] | None], n_best: int, max_length: int
+) -> tuple[float, tuple[int, int] | None]:
+    """The highest-scoring valid (start char, end char) span among the top ``n_best`` starts x ends."""
+    length = min(len(starts), len(ends), len(offsets))
+    top_starts = np.argsort(starts[:length])[::-1][:n_best]
+    top_ends = np.argsort(ends[:length])[::-1][:n_best]
+    best_score, best_span = -math.inf, None
+    for start in top_starts:
+        if offsets[start] is None:
+            continue
+        for end in top_ends:
+            if offsets[end] is None or end < start or end - start + 1 > max_length:
+                continue
+            score = float(starts[start] + ends[end])
+            if score > best_score:
+                best_score, best_span = score, (int(offsets[start][0]), int(offsets[end][1]))
+    return best_score, best_span

@@ -1,0 +1,182 @@
+"""Fast inference: one model definition, a precision as a module swap, optionally compiled.
+
+``for_inference(model, precision)`` returns an :class:`InferenceModel` that shares the model's definition:
+
+- ``fp32``: the model as it is (projections run as oneDNN grouped convolutions).
+- ``bf16``: every grouped projection swapped for a bf16 batched matmul (oneDNN, AVX512-BF16), the two attention
+  products in bf16; embeddings, LayerNorms, softmax, residuals and heads stay fp32.
+- ``int8``: every grouped projection swapped for an int8 matmul (``torch._int_mm``, AVX512-VNNI) with per-output-
+  channel weight scales and per-token, per-group dynamic activation scales; attention products in bf16.
+
+With ``compile=True`` (default) the forward pass is compiled by ``torch.compile`` (inductor, with freezing so
+weights are constant-folded and pre-packed, and elementwise work such as bias + GELU, residual + LayerNorm and the
+int8 (de)quantisation is fused). Compilation happens on the first call for each new input shape; feed bucketed
+lengths (``squeezebert.infer.batching``) to bound the number of shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..model import GroupedProjection, ModelOutput, SelfAttention, SqueezeBertModel, SqueezeBertPreTrainedModel
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def set_threads(threads: int | None = None) -> int:
+    """One intra-op thread per core and a single inter-op thread, so concurrent work does not oversubscribe the
+    cores (a server runs one model call at a time on all cores rather than several fighting for them)."""
+    threads = threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # can only be set before the first inter-op work; whatever is set then stays
+        pass
+    return threads
+
+
+class BF16Projection(nn.Module):
+    """A grouped projection as one bf16 batched matmul; fp32 in, fp32 out."""
+
+    def __init__(self, proj: GroupedProjection):
+        super().__init__()
+        g, co, ci = proj.groups, proj.out_channels, proj.in_channels
+        self.groups, self.out_channels, self.in_channels = g, co, ci
+        self.register_buffer("weight", proj.weight.detach().view(g, co // g, ci // g).to(torch.bfloat16).clone())
+        self.register_buffer("bias", proj.bias.detach().view(g, co // g, 1).to(torch.bfloat16).clone())
+
+    def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
+        g, t = self.groups, x.shape[1]
+        y = torch.baddbmm(self.bias, self.weight, x.to(torch.bfloat16).view(g, self.in_channels // g, t))
+        return y.view(self.out_channels, t).float()
+
+
+class Int8Projection(nn.Module):
+    """A grouped projection in int8: W (per output channel scale) times X (per token and group scale), int32
+    accumulation with VNNI, then rescale + bias in fp32. Symmetric, so zero points are 0."""
+
+    def __init__(self, proj: GroupedProjection):
+        super().__init__()
+        g, co, ci = proj.groups, proj.out_channels, proj.in_channels
+        self.groups, self.out_channels, self.in_channels = g, co, ci
+        w = proj.weight.detach().float()  # (Cout, Cin/G)
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("weight", q.view(g, co // g, ci // g).contiguous())
+        self.register_buffer("scale", scale.view(g, co // g, 1).clone())
+        self.register_buffer("bias", proj.bias.detach().float().view(g, co // g, 1).clone())
+
+    def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
+        g, t = self.groups, x.shape[1]
+        xg = x.view(g, self.in_channels // g, t)
+        x_scale = xg.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (G, 1, T): per group and token
+        xq = torch.round(xg / x_scale).to(torch.int8)  # |x / scale| <= 127 by construction
+        acc = torch.stack([torch._int_mm(self.weight[i], xq[i]) for i in range(g)])  # (G, Cout/G, T) int32
+        return (acc.float() * self.scale * x_scale + self.bias).view(self.out_channels, t)
+
+
+SWAPS: dict[str, type[nn.Module] | None] = {"fp32": None, "bf16": BF16Projection, "int8": Int8Projection}
+
+
+def stack_projections(projections: list[GroupedProjection]) -> GroupedProjection:
+    """Q, K and V (same input, same groups) as one projection with 3x the output channels, ordered so that group g
+    of the stacked projection holds [Q_g; K_g; V_g]: one activation pass and one GEMM call per group, not three."""
+    g, co, ci = projections[0].groups, projections[0].out_channels, projections[0].in_channels
+    stacked = GroupedProjection(ci, co * len(projections), g)
+    with torch.no_grad():
+        w = torch.stack([p.weight.view(g, co // g, ci // g) for p in projections], 1)  # (G, 3, Cout/G, Cin/G)
+        b = torch.stack([p.bias.view(g, co // g) for p in projections], 1)  # (G, 3, Cout/G)
+        stacked.weight.copy_(w.reshape(len(projections) * co, ci // g))
+        stacked.bias.copy_(b.reshape(-1))
+    return stacked
+
+
+class FusedQKV(nn.Module):
+    """Runs a stacked Q/K/V projection and splits its output back into Q, K, V, each (C, T)."""
+
+    def __init__(self, projection: nn.Module, groups: int, channels: int):
+        super().__init__()
+        self.projection, self.groups, self.channels = projection, groups, channels
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        g, c, t = self.groups, self.channels, x.shape[1]
+        y = self.projection(x).view(g, 3, c // g, t)  # group-major: [Q_g; K_g; V_g] per group
+        return tuple(y[:, i].reshape(c, t) for i in range(3))
+
+
+def convert(model: SqueezeBertPreTrainedModel, precision: str) -> SqueezeBertPreTrainedModel:
+    """A copy of ``model`` for inference in ``precision`` (eval mode, no grads); the original is untouched."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    swap = SWAPS[precision]
+    if swap is None:
+        return model.eval().requires_grad_(False)  # fp32 shares the model itself
+    model = copy.deepcopy(model).eval().requires_grad_(False)
+    for attention in [m for m in model.modules() if isinstance(m, SelfAttention)]:
+        attention.matmul_dtype = torch.bfloat16
+        if attention.query.groups == attention.key.groups == attention.value.groups:
+            stacked = stack_projections([attention.query, attention.key, attention.value])
+            attention.qkv = FusedQKV(stacked, attention.query.groups, attention.query.out_channels)
+            del attention.query, attention.key, attention.value  # no second copy of the weights
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, GroupedProjection):
+                setattr(module, name, swap(child))
+    return model
+
+
+class InferenceModel:
+    """Callable like the model (``input_ids, attention_mask, token_type_ids``) -> ModelOutput, without labels,
+    hidden states or attentions; inputs are checked eagerly, outside the compiled graph."""
+
+    def __init__(self, model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = True,
+                 dynamic: bool | None = None):
+        self.precision = precision
+        self.model = convert(model, precision)
+        self.config = model.config
+        self.base: SqueezeBertModel = self.model if isinstance(self.model, SqueezeBertModel) else self.model.transformer
+        self.compiled = compile
+        # freezing: parameters become constants, so inductor pre-packs weights for oneDNN and folds casts.
+        # The converted model is private to this object and never mutated, so guards on its modules can be skipped
+        # (they cost ~0.5 ms a call at batch 1); guards on the input tensors (shapes, dtypes) stay. Skipping them is
+        # only safe with a compile cache of our own: every instance shares the code of _forward, so
+        # isolate_recompiles keeps one instance from running another's graph.
+        options = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+        self._run = (torch.compile(self._forward, dynamic=dynamic, options=options, isolate_recompiles=True)
+                     if compile else self._forward)
+
+    def _forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor, mask: Tensor | None,
+                 num_choices: int) -> ModelOutput:
+        encoded = self.base.encode(input_ids, token_type_ids, position_ids, mask)
+        if self.model is self.base:
+            return encoded
+        return self.model.head(encoded, None, num_choices=num_choices)
+
+    @torch.inference_mode()
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                 token_type_ids: Tensor | None = None) -> ModelOutput:
+        num_choices = 1
+        if input_ids.dim() == 3:  # multiple choice: (B, K, S) -> (B*K, S)
+            num_choices = input_ids.shape[1]
+            input_ids, attention_mask, token_type_ids = (
+                None if t is None else t.reshape(-1, t.shape[-1]) for t in (input_ids, attention_mask, token_type_ids))
+        self.base._check_inputs(input_ids, attention_mask, token_type_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        position_ids = torch.arange(input_ids.shape[1]).unsqueeze(0)
+        mask = self.base._additive_mask(attention_mask, torch.float32)
+        return self._run(input_ids, token_type_ids, position_ids, mask, num_choices)
+
+    def __repr__(self) -> str:
+        return f"InferenceModel({type(self.model).__name__}, precision={self.precision}, compiled={self.compiled})"
+
+
+def for_inference(model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = True,
+                  **kwargs: Any) -> InferenceModel:
+    """The inference-ready form of any model or checkpoint-loaded model. See the module docstring."""
+    return InferenceModel(model, precision, compile, **kwargs)
