@@ -81,11 +81,29 @@ def bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_tokenizer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", help="plain-text training files")
+    p.add_argument("--out", required=True, help="directory for tokenizer.json, vocab.txt and configs")
+    p.add_argument("--vocab-size", type=int, default=30522, help="target vocabulary size (default 30522, as BERT)")
+    p.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency for a merge (default 2)")
+    p.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased, as BERT)")
+
+
+def train_tokenizer_run(args: argparse.Namespace) -> int:
+    from .tokenizer import train_tokenizer
+
+    tok = train_tokenizer(args.files, args.vocab_size, args.min_frequency, not args.cased, args.out)
+    print(f"vocabulary of {tok.vocab_size} tokens written to {args.out}")
+    return 0
+
+
 # name -> (help, declare arguments, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "info": ("config, parameter counts and GFLOPs of checkpoints or presets", info_args, info_run),
     "convert": ("load a HF SqueezeBERT/BERT checkpoint and save it in our (HF SqueezeBERT) format",
                 convert_args, convert_run),
+    "train-tokenizer": ("train a new WordPiece vocabulary from text files", train_tokenizer_args,
+                        train_tokenizer_run),
     "bench": ("benchmark our inference paths against transformers' SqueezeBERT and BERT-base", bench_args, bench_run),
     "demo": ("the main job: load the real MiniLM, convert, embed, check parity, print the model table",
              demo_args, demo_run),

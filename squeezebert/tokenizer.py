@@ -1,0 +1,258 @@
+"""BERT WordPiece tokenization: a thin layer over the ``tokenizers`` library (no hand-written WordPiece).
+
+The pipeline is the one transformers' ``BertTokenizerFast`` builds, so ids are identical on the same vocabulary:
+BERT normaliser (clean text, CJK spacing, accent stripping and lower-casing for uncased), BERT pre-tokeniser,
+WordPiece (``[UNK]``, ``##`` continuations, words over 100 characters become ``[UNK]``), ``[CLS] A [SEP] (B [SEP])``
+with token types 0/1, and the WordPiece decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer as BackendTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+TRUNCATION = {"longest_first": "longest_first", "only_first": "only_first", "only_second": "only_second",
+              True: "longest_first"}
+
+
+class Encoding(dict):
+    """``input_ids``, ``attention_mask``, ``token_type_ids`` (+ ``offset_mapping``, ``overflow_to_sample_mapping``),
+    as tensors or lists; ``word_ids(i)`` maps row i's tokens to word indices (None for special tokens)."""
+
+    def __init__(self, data: dict[str, Any], word_ids: list[list[int | None]], truncated: list[bool]):
+        super().__init__(data)
+        self._word_ids = word_ids
+        self.truncated = truncated  # per row: did truncation drop tokens?
+
+    def word_ids(self, i: int = 0) -> list[int | None]:
+        return self._word_ids[i]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Tokenizer:
+    def __init__(self, backend: BackendTokenizer, lowercase: bool = True, model_max_length: int = 512):
+        self.backend = backend
+        # truncation is set on the shared backend per call; the lock keeps concurrent callers (a server's
+        # threads) from seeing each other's settings
+        self._lock = threading.Lock()
+        self.lowercase = lowercase
+        self.model_max_length = model_max_length
+        vocab = backend.get_vocab()
+        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if missing:
+            raise ValueError(f"vocabulary lacks special token(s) {', '.join(missing)}")
+        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = (
+            vocab[t] for t in SPECIAL_TOKENS)
+
+    # ---- construction -----------------------------------------------------------------------------------------
+    @classmethod
+    def from_vocab(cls, path: str | os.PathLike, lowercase: bool = True, model_max_length: int = 512) -> "Tokenizer":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such vocabulary file")
+        tokens = path.read_text(encoding="utf-8").splitlines()
+        vocab: dict[str, int] = {}
+        for token in tokens:
+            vocab.setdefault(token.rstrip("\n"), len(vocab))
+        if not vocab or vocab == {"": 0}:
+            raise ValueError(f"{path}: empty vocabulary")
+        return cls(build_backend(vocab, lowercase), lowercase, model_max_length)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "Tokenizer":
+        """From ``tokenizer.json`` if present, else ``vocab.txt``; ``tokenizer_config.json`` sets case and length."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: no such tokenizer directory")
+        options = {"lowercase": True, "model_max_length": 512}
+        config_path = directory / "tokenizer_config.json"
+        if config_path.exists():
+            try:
+                config = json.loads(config_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+            options["lowercase"] = bool(config.get("do_lower_case", True))
+            max_len = config.get("model_max_length", 512)
+            options["model_max_length"] = int(max_len) if isinstance(max_len, (int, float)) and max_len < 1e6 else 512
+        if (directory / "tokenizer.json").exists():
+            path = directory / "tokenizer.json"
+            try:
+                backend = BackendTokenizer.from_file(str(path))
+            except Exception as e:  # the library raises a bare Exception for a malformed file
+                raise ValueError(f"{path}: not a valid tokenizer.json ({e})") from None
+            backend.no_truncation()
+            backend.no_padding()
+            return cls(backend, **options)
+        if (directory / "vocab.txt").exists():
+            return cls.from_vocab(directory / "vocab.txt", **options)
+        raise FileNotFoundError(f"{directory}: neither tokenizer.json nor vocab.txt")
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """tokenizer.json, vocab.txt and the HF configs, so transformers' AutoTokenizer loads the directory."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(directory / "tokenizer.json"))
+        vocab = sorted(self.vocab.items(), key=lambda kv: kv[1])
+        (directory / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab), encoding="utf-8")
+        specials = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), SPECIAL_TOKENS))
+        config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase, "strip_accents": None,
+                  "tokenize_chinese_chars": True, "model_max_length": self.model_max_length, **specials}
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+
+    # ---- vocabulary -------------------------------------------------------------------------------------------
+    @property
+    def vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    # ---- encoding ---------------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        texts: str | Sequence[str],
+        pairs: str | Sequence[str] | None = None,
+        *,
+        max_length: int | None = None,
+        truncation: str | bool | None = "longest_first",
+        padding: str | bool = "longest",
+        return_offsets: bool = False,
+        stride: int = 0,
+        return_overflowing: bool = False,
+        return_tensors: str | None = "pt",
+        add_special_tokens: bool = True,
+    ) -> Encoding:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        _check_strings(texts, "texts")
+        if pairs is not None:
+            pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+            _check_strings(pairs, "pairs")
+            if len(pairs) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: they must match one to one")
+        if not texts:
+            raise ValueError("no texts to encode")
+        if truncation not in (None, False) and truncation not in TRUNCATION:
+            raise ValueError(f"truncation must be one of {list(TRUNCATION)} or None, got {truncation!r}")
+        max_length = max_length or self.model_max_length
+        backend = self.backend
+        inputs = list(zip(texts, pairs)) if pairs is not None else texts
+        with self._lock:
+            if truncation:
+                backend.enable_truncation(max_length, stride=stride, strategy=TRUNCATION[truncation])
+            else:
+                backend.no_truncation()
+            try:
+                encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+            except Exception as e:  # e.g. a pair too long for only_second truncation
+                raise ValueError(f"cannot tokenize: {e}") from None
+            finally:
+                backend.no_truncation()
+        rows, sample_of, truncated = [], [], []
+        for i, enc in enumerate(encodings):
+            windows = [enc] + (list(enc.overflowing) if return_overflowing else [])
+            for w in windows:
+                rows.append(w)
+                sample_of.append(i)
+            truncated.append(bool(enc.overflowing))
+        width = max(len(r.ids) for r in rows)
+        if padding == "max_length":
+            width = max_length
+        elif padding not in ("longest", True, False, None):
+            raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
+        pad = padding not in (False, None)
+        data: dict[str, Any] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
+        if return_offsets:
+            data["offset_mapping"] = []
+        for r in rows:
+            n = len(r.ids)
+            fill = width - n if pad else 0
+            data["input_ids"].append(list(r.ids) + [self.pad_token_id] * fill)
+            data["attention_mask"].append([1] * n + [0] * fill)
+            data["token_type_ids"].append(list(r.type_ids) + [0] * fill)
+            if return_offsets:
+                data["offset_mapping"].append([tuple(o) for o in r.offsets] + [(0, 0)] * fill)
+        if return_overflowing:
+            data["overflow_to_sample_mapping"] = sample_of
+        if return_tensors == "pt":
+            if not pad and len({len(x) for x in data["input_ids"]}) > 1:
+                raise ValueError("rows of different lengths cannot be tensors without padding")
+            data = {k: torch.tensor(v, dtype=torch.long) for k, v in data.items()}
+        elif return_tensors is not None:
+            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+        return Encoding(data, [list(r.word_ids) + [None] * (width - len(r.ids) if pad else 0) for r in rows],
+                        truncated)
+
+    def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+        _check_strings([text] + ([pair] if pair is not None else []), "text")
+        return self.backend.encode(text, pair, add_special_tokens=add_special_tokens).ids
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self.backend.id_to_token(int(i)) or "[UNK]" for i in ids]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        # Ids past the vocabulary (a model's padded embedding rows) are not tokens.
+        ids = [int(i) for i in ids if 0 <= int(i) < self.vocab_size]
+        return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
+def build_backend(vocab: dict[str, int], lowercase: bool = True) -> BackendTokenizer:
+    backend = BackendTokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    backend.decoder = decoders.WordPiece(prefix="##")
+    # Registered as special (as BertTokenizerFast does) so "[MASK]" in text stays one token and decode can skip them.
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
+    return backend
+
+
+def train_tokenizer(files: Sequence[str | os.PathLike], vocab_size: int = 30522, min_frequency: int = 2,
+                    lowercase: bool = True, out_dir: str | os.PathLike | None = None) -> Tokenizer:
+    """A new WordPiece vocabulary from text files (special tokens first, so [PAD] is id 0)."""
+    paths = [str(Path(f)) for f in files]
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"{p}: no such training file")
+    backend = BackendTokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##")
+    backend.train(paths, trainer)
+    tokenizer = Tokenizer(build_backend(backend.get_vocab(), lowercase), lowercase)
+    if out_dir is not None:
+        tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def _check_strings(values: Sequence[Any], what: str) -> None:
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"{what}[{i}] is {type(v).__name__}, not str")
