@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +31,8 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def set_threads(threads: int | None = None) -> int:
     """One intra-op thread per core and a single inter-op thread, so concurrent work does not oversubscribe the
     cores (a server runs one model call at a time on all cores rather than several fighting for them)."""
-    threads = threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
@@ -117,12 +118,24 @@ def convert(model: SqueezeBertPreTrainedModel, precision: str) -> SqueezeBertPre
     if swap is None:
         return model.eval().requires_grad_(False)  # fp32 shares the model itself
     model = copy.deepcopy(model).eval().requires_grad_(False)
+    fuse_qkv(model, matmul_dtype=torch.bfloat16)
+    return swap_projections(model, swap)
+
+
+def fuse_qkv(model: nn.Module, matmul_dtype: torch.dtype | None = None) -> nn.Module:
+    """In place: every attention's Q, K, V (when grouped alike) become one stacked projection; the two attention
+    products run in ``matmul_dtype`` (None: the activations' dtype)."""
     for attention in [m for m in model.modules() if isinstance(m, SelfAttention)]:
-        attention.matmul_dtype = torch.bfloat16
+        attention.matmul_dtype = matmul_dtype
         if attention.query.groups == attention.key.groups == attention.value.groups:
             stacked = stack_projections([attention.query, attention.key, attention.value])
             attention.qkv = FusedQKV(stacked, attention.query.groups, attention.query.out_channels)
             del attention.query, attention.key, attention.value  # no second copy of the weights
+    return model
+
+
+def swap_projections(model: nn.Module, swap: Callable[[GroupedProjection], nn.Module]) -> nn.Module:
+    """In place: every GroupedProjection replaced by ``swap(projection)``."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, GroupedProjection):

@@ -1,0 +1,1 @@
+"""Training components: the one loop (loop.py) and optimisers (optim.py)."""
