@@ -52,14 +52,24 @@ def convert_run(args: argparse.Namespace) -> int:
 
 
 def demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="checkpoint directory (default: the pip-installed all-MiniLM-L6-v2)")
+    p.add_argument("--model", help="dense teacher checkpoint (default: the pip-installed all-MiniLM-L6-v2)")
     p.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
+    p.add_argument("--data-dir", help="real task data (e.g. ../shared/data/glue/SST-2; default: the shipped sample)")
+    p.add_argument("--task", default="sst2", help="task of --data-dir (default sst2)")
+    p.add_argument("--limit-train", type=int, help="training examples (default: all of the sample; 2000 of real data)")
+    p.add_argument("--limit-eval", type=int, help="evaluate on the first N dev examples")
+    p.add_argument("--teacher-epochs", type=float, default=3.0, help="teacher fine-tuning epochs (default 3)")
+    p.add_argument("--student-epochs", type=float, default=6.0, help="student distillation epochs (default 6)")
+    p.add_argument("--compile", action="store_true", help="benchmark the torch.compile'd paths (slow to compile)")
+    p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
 
 
 def demo_run(args: argparse.Namespace) -> int:
     from .demo import run
 
-    run(args.out, args.model)
+    run(args.out, args.model, data_dir=args.data_dir, task=args.task, limit_train=args.limit_train,
+        limit_eval=args.limit_eval, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
+        compile=args.compile, threads=args.threads)
     return 0
 
 
@@ -81,6 +91,25 @@ def bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory, or a preset name (random weights)")
+    p.add_argument("--format", default="onnx", help="onnx (onnxruntime) or pt2 (torch.export program, for "
+                   "ExecuTorch); default onnx")
+    p.add_argument("--int8", action="store_true", help="ONNX only: onnxruntime dynamic int8 quantisation")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx)")
+    p.add_argument("--head", help="head to build (default: from the checkpoint's architectures; 'base' for presets)")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+
+
+def export_run(args: argparse.Namespace) -> int:
+    from .export import export, load_for_export
+
+    report = export(load_for_export(args.model, args.head), args.out, args.format, int8=args.int8,
+                    check=not args.no_check)
+    print(report.summary())
+    return 0
+
+
 def train_tokenizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", help="plain-text training files")
     p.add_argument("--out", required=True, help="directory for tokenizer.json, vocab.txt and configs")
@@ -97,6 +126,313 @@ def train_tokenizer_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_options(args: argparse.Namespace) -> dict:
+    """Task options given on the command line (only those set), for load_task."""
+    names = ("train_file", "dev_file", "text_column", "text_pair_column", "label_column", "doc_stride")
+    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if getattr(args, "skip_bad_rows", False):
+        options["skip_bad_rows"] = True
+    return options
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="sst2, mnli, ... (the nine GLUE tasks), table, conll, squad, "
+                                                 "squad_v2, swag")
+    p.add_argument("--data-dir", help="the task's files in the official layout (e.g. glue/SST-2, conll2003)")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
+    p.add_argument("--limit-eval", type=int, help="evaluate on the first N examples of each eval split")
+    p.add_argument("--dev-file", help="the evaluation file (overrides the layout)")
+    p.add_argument("--text-column", help="table: the text column (default 'text')")
+    p.add_argument("--text-pair-column", help="table: the second text column, if any")
+    p.add_argument("--label-column", help="table: the label column (default 'label')")
+    p.add_argument("--doc-stride", type=int, help="QA: overlap between context windows (default max-length/4)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip (count and log) malformed rows, not stop")
+
+
+def finetune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory, or a preset name to train from scratch")
+    p.add_argument("--out", required=True, help="output directory (best/, checkpoints/, logs, results.json)")
+    _data_args(p)
+    p.add_argument("--train-file", help="the training file (overrides the layout)")
+    p.add_argument("--tokenizer", help="tokenizer directory or vocab.txt (default: the checkpoint's; BERT's vocab "
+                                       "from the shared data for presets)")
+    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3; ignored with --max-steps)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up: fraction of steps (<1) or steps (default 0.1)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch (default 32)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--limit-train", type=int, help="train on a seeded random sample of N training examples")
+    p.add_argument("--eval-every", type=int, help="evaluate (and checkpoint) every N steps (default: every epoch)")
+    p.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="bf16 autocast on CPU or GPU, fp16 on GPU only (default fp32)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def finetune_run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .finetune.run import finetune
+
+    results = finetune(
+        args.model, args.task, args.data_dir, args.out, tokenizer=args.tokenizer, max_length=args.max_length,
+        batch_size=args.batch_size, limit_train=args.limit_train, limit_eval=args.limit_eval,
+        task_options=_task_options(args), resume=not args.no_resume,
+        command=shlex.join(["squeezebert", *getattr(args, "argv", [])]),
+        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, warmup=args.warmup,
+        weight_decay=args.weight_decay, grad_accum=args.grad_accum, eval_every=args.eval_every,
+        patience=args.patience, precision=args.precision, seed=args.seed, device=args.device,
+        progress=not args.no_progress)
+    print(json.dumps({k: results[k] for k in ("task", "metric", "best_metric", "dev", "steps", "wall_seconds",
+                                              "model_dir")}, indent=2))
+    print(f"wrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. OUT/best)")
+    _data_args(p)
+    p.add_argument("--split", default="dev", help="split to score (default dev; MNLI dev = matched + mismatched)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json-out", help="also write the result to this JSON file")
+
+
+def evaluate_run(args: argparse.Namespace) -> int:
+    from .finetune.run import evaluate
+
+    result = evaluate(args.model, args.task, args.data_dir, args.split, max_length=args.max_length,
+                      batch_size=args.batch_size, limit_eval=args.limit_eval, task_options=_task_options(args))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a fine-tuned model directory (its head picks the pipeline)")
+    p.add_argument("texts", nargs="*", help="inputs; else one per line from --file or stdin. A line that is a JSON "
+                                            "object is read as one ({\"text\", \"text_pair\"} or "
+                                            "{\"question\", \"context\"})")
+    p.add_argument("--file", help="read inputs from this file, one per line")
+    p.add_argument("--out", help="write JSON lines here (default stdout); with --task, the prediction file")
+    p.add_argument("--max-length", type=int, help="tokens per input (default: the model's limit)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
+    p.add_argument("--no-truncation", action="store_true", help="an input longer than max-length is an error")
+    p.add_argument("--task", help="predict a whole split of a task's data instead (with --data-dir, --split)")
+    p.add_argument("--data-dir", help="with --task: the task's files")
+    p.add_argument("--split", default="test", help="with --task: the split (default test)")
+
+
+def _read_inputs(args: argparse.Namespace) -> list:
+    if args.texts:
+        lines = list(args.texts)
+    elif args.file:
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    inputs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                inputs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{args.file or 'input'} line {number}: not valid JSON ({e})") from None
+        else:
+            inputs.append(line)
+    if not inputs:
+        raise ValueError(f"no inputs in {args.file or 'the arguments or stdin'}")
+    return inputs
+
+
+def predict_run(args: argparse.Namespace) -> int:
+    if args.task:
+        from .finetune.run import predict_split
+
+        if not args.out:
+            raise ValueError("--task needs --out (a file, or a directory for GLUE test predictions)")
+        path = predict_split(args.model, args.task, args.data_dir, args.split, args.out,
+                             max_length=args.max_length or 128, batch_size=args.batch_size)
+        print(f"wrote {path}")
+        return 0
+    from .checkpoint import load_model
+    from .pipelines import pipeline, task_for_model
+
+    model = load_model(args.model)
+    pipe = pipeline(task_for_model(model), model=model, tokenizer=args.model, precision=args.precision,
+                    batch_size=args.batch_size, max_length=args.max_length)
+    inputs = _read_inputs(args)
+    results = pipe(inputs, truncation=not args.no_truncation)
+    lines = "".join(json.dumps({"input": item, **result}) + "\n" for item, result in zip(inputs, results))
+    if args.out:
+        Path(args.out).write_text(lines, encoding="utf-8")
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def serve_args(p: argparse.ArgumentParser) -> None:
+    from .serve.config import ServeConfig
+
+    d = ServeConfig(model="")
+    p.add_argument("model", help="checkpoint directory; its head picks the endpoints (plus /v1/embeddings)")
+    p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}: this machine only)")
+    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=d.precision, help="default fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (a pause per new length)")
+    p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    p.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens,
+                   help=f"padded tokens per model call (default {d.max_batch_tokens})")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                   help=f"rows per model call; 1 turns dynamic batching off (default {d.max_batch_size})")
+    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                   help=f"how long a row may wait for others to batch with (default {d.max_wait_ms:g})")
+    p.add_argument("--max-queue", type=int, default=d.max_queue,
+                   help=f"rows waiting before requests are refused with 429 (default {d.max_queue})")
+    p.add_argument("--max-length", type=int, help="tokens per row (default: the model's limit, at most 512)")
+    p.add_argument("--max-texts", type=int, default=d.max_texts, help=f"inputs per request (default {d.max_texts})")
+    p.add_argument("--max-chars", type=int, default=d.max_chars,
+                   help=f"characters per text; longer ones are cut and flagged (default {d.max_chars})")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                   help=f"request body limit, 413 beyond (default {d.max_body_bytes})")
+    p.add_argument("--timeout", type=float, default=d.timeout_s,
+                   help=f"seconds per request, queueing included; 504 beyond (default {d.timeout_s:g})")
+    p.add_argument("--no-embeddings", action="store_true", help="do not serve /v1/embeddings beside the head")
+
+
+def serve_run(args: argparse.Namespace) -> int:
+    from .serve.config import ServeConfig
+    from .serve.server import serve
+
+    config = ServeConfig(model=args.model, host=args.host, port=args.port, precision=args.precision,
+                         compile=args.compile, threads=args.threads, max_batch_tokens=args.max_batch_tokens,
+                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         max_length=args.max_length, max_texts=args.max_texts, max_chars=args.max_chars,
+                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
+                         embeddings=not args.no_embeddings)
+    serve(config, log_level="debug" if args.verbose else "info")
+    return 0
+
+
+def pretrain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a .toml or .json pretraining config (see configs/pretrain-*.toml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. output_dir=out/x phases.0.steps=100 phases.*.micro_batch=8 "
+                        "model.num_hidden_layers=4")
+
+
+def pretrain_run(args: argparse.Namespace) -> int:
+    from .pretrain import load_config, pretrain
+
+    result = pretrain(load_config(args.config, args.overrides))
+    for phase in result["phases"]:
+        print(json.dumps(phase))
+    print(f"final model: {result['final_model']}")
+    return 0
+
+
+def squeeze_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", required=True, help="a dense BERT (or SqueezeBERT) checkpoint directory")
+    p.add_argument("--out", required=True, help="directory for the squeezed SqueezeBERT checkpoint")
+    p.add_argument("--groups", default="paper", help="'paper' (Q/K/V/FFN 4, attention output 1), a number G, or "
+                                                     "q=4,k=4,v=4,post_attention=1,intermediate=4,output=4")
+    p.add_argument("--no-permute", action="store_true", help="plain diagonal blocks, no folded permutations")
+    p.add_argument("--calibration-text", help="a text file, one sentence a line: fit each group's block by least "
+                                              "squares on the teacher's activations (recommended)")
+    p.add_argument("--calibration-lines", type=int, default=256, help="lines of --calibration-text to use")
+
+
+def squeeze_run(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .distill.squeeze import save_squeezed, squeeze, text_batches
+    from .tokenizer import Tokenizer
+
+    teacher = load_model(args.teacher)
+    calibration = None
+    if args.calibration_text:
+        lines = [line.strip() for line in Path(args.calibration_text).read_text(encoding="utf-8").splitlines()
+                 if line.strip()][: args.calibration_lines]
+        if not lines:
+            raise ValueError(f"{args.calibration_text}: no text lines")
+        calibration = text_batches(Tokenizer.from_pretrained(args.teacher), lines)
+    student, report = squeeze(teacher, args.groups, permute=not args.no_permute, calibration=calibration,
+                              return_report=True)
+    save_squeezed(student, args.out, tokenizer_from=args.teacher)
+    print(report.summary())
+    print(f"parameters: teacher {teacher.num_parameters() / 1e6:.2f}M -> student {student.num_parameters() / 1e6:.2f}M")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def distill_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", required=True, help="teacher checkpoint: fine-tuned on --task (task distillation) "
+                                                    "or any encoder (--task general)")
+    p.add_argument("--student", default="squeeze", help="'squeeze' (the teacher squeezed; default), a checkpoint "
+                                                        "directory (e.g. the MNLI-stage student) or a preset")
+    p.add_argument("--out", required=True, help="output directory (best/, checkpoints/, logs, results.json)")
+    _data_args(p)
+    p.add_argument("--groups", default="paper", help="groups when squeezing (see squeezebert squeeze --help)")
+    p.add_argument("--calibrate", type=int, default=256, help="training examples for the squeeze fit (0: none)")
+    p.add_argument("--gt-weight", type=float, help="weight of the gold-label loss (task default 0.5)")
+    p.add_argument("--kd-weight", type=float, help="weight of soft-label KD on logits (task default 0.5)")
+    p.add_argument("--temperature", type=float, help="KD temperature (default 2)")
+    p.add_argument("--hidden-weight", type=float, help="weight of hidden-state MSE (default 1)")
+    p.add_argument("--attention-weight", type=float, help="weight of attention KL (default 1)")
+    p.add_argument("--embedding-weight", type=float, help="weight of embedding MSE (general default 1, task 0)")
+    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3; ignored with --max-steps)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up: fraction of steps (<1) or steps (default 0.1)")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch (default 32)")
+    p.add_argument("--limit-train", type=int, help="a seeded random sample of N training examples (general: N "
+                                                   "text lines)")
+    p.add_argument("--eval-every", type=int, help="evaluate (and checkpoint) every N steps (default: every epoch)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def distill_run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import shlex
+
+    from .distill.distill import distill, distill_general
+    from .distill.losses import DistillWeights
+
+    general = args.task == "general"
+    weights = DistillWeights.general() if general else DistillWeights.task()
+    given = {"ground_truth": args.gt_weight, "logits": args.kd_weight, "temperature": args.temperature,
+             "hidden": args.hidden_weight, "attention": args.attention_weight, "embedding": args.embedding_weight}
+    weights = dataclasses.replace(weights, **{k: v for k, v in given.items() if v is not None})
+    common = dict(student=args.student, groups=args.groups, weights=weights, calibrate=args.calibrate,
+                  max_length=args.max_length, batch_size=args.batch_size, resume=not args.no_resume,
+                  command=shlex.join(["squeezebert", *getattr(args, "argv", [])]), epochs=args.epochs,
+                  max_steps=args.max_steps, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                  progress=not args.no_progress)
+    if general:
+        if not args.data_dir:
+            raise ValueError("--task general needs --data-dir: a folder of .txt files (or one file)")
+        results = distill_general(args.teacher, args.data_dir, args.out, limit_texts=args.limit_train, **common)
+        shown = ("texts", "steps", "final_losses", "wall_seconds", "model_dir")
+    else:
+        results = distill(args.teacher, args.task, args.data_dir, args.out, limit_train=args.limit_train,
+                          limit_eval=args.limit_eval, task_options=_task_options(args),
+                          eval_every=args.eval_every, **common)
+        shown = ("task", "metric", "teacher_dev", "student_dev_before", "student_dev", "steps", "wall_seconds",
+                 "model_dir")
+    print(json.dumps({k: results[k] for k in shown}, indent=2))
+    print(f"wrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
 # name -> (help, declare arguments, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "info": ("config, parameter counts and GFLOPs of checkpoints or presets", info_args, info_run),
@@ -105,7 +441,22 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "train-tokenizer": ("train a new WordPiece vocabulary from text files", train_tokenizer_args,
                         train_tokenizer_run),
     "bench": ("benchmark our inference paths against transformers' SqueezeBERT and BERT-base", bench_args, bench_run),
-    "demo": ("the main job: load the real MiniLM, convert, embed, check parity, print the model table",
+    "finetune": ("fine-tune a checkpoint or preset on a task (GLUE, table, conll, squad, swag)", finetune_args,
+                 finetune_run),
+    "evaluate": ("official metrics of a fine-tuned model on a task's split", evaluate_args, evaluate_run),
+    "predict": ("predictions of a fine-tuned model as JSON lines (texts, a file, stdin, or a task split)",
+                predict_args, predict_run),
+    "serve": ("an HTTP inference server with dynamic batching, metrics and a web playground", serve_args,
+              serve_run),
+    "pretrain": ("pretrain from scratch: MLM + sentence order, LAMB, phases; one process or torchrun",
+                 pretrain_args, pretrain_run),
+    "squeeze": ("turn a dense BERT checkpoint into a SqueezeBERT (grouped projections) initialised from it",
+                squeeze_args, squeeze_run),
+    "distill": ("distil a teacher into a student: task-specific (--task) or general (--task general)",
+                distill_args, distill_run),
+    "export": ("export a model to ONNX (fp32 or int8) or a torch.export program, checked against PyTorch",
+               export_args, export_run),
+    "demo": ("the main job: the real MiniLM -> fine-tuned teacher -> squeezed, distilled, int8, benchmarked student",
              demo_args, demo_run),
 }
 
@@ -123,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by runs that write results
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.run(args)

@@ -1,0 +1,301 @@
+"""Export for deployment: ONNX (fp32 and int8, through onnxruntime) and ``torch.export`` programs for mobile.
+
+ONNX: the grouped 1x1 convolutions are exported as one ``MatMul`` per group with the weight as the constant
+right-hand operand (activations token-major, ``(T, Cin/G) @ (Cin/G, Cout/G)``). Exported as grouped ``Conv`` (what
+transformers' SqueezeBERT gives), onnxruntime's dynamic quantisation turns them into ``ConvInteger``, which is
+slower than fp32; as ``MatMul`` with a constant B they become ``DynamicQuantizeMatMul`` (int8 GEMM, VNNI where the
+CPU has it). Q, K and V are stacked into one projection first (``infer.fast.fuse_qkv``), as in the fast PyTorch
+path. The graph is traced with batch and sequence sizes > 1 and both axes are declared dynamic; ``check_onnx``
+then runs it through onnxruntime at shapes other than the traced one and compares with the PyTorch model.
+
+Mobile: ``export_program`` writes a ``torch.export`` ExportedProgram (``.pt2``) with dynamic batch and sequence
+dimensions, the input ExecuTorch's ``to_edge_transform_and_lower`` takes. Lowering to a ``.pte`` (XNNPACK) needs
+the ``executorch`` package, which is not a dependency (see docs/benchmarks.md for what was and was not verified).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .infer.fast import fuse_qkv, swap_projections
+from .model import GroupedProjection, SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "pt2")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# Output order in the exported graph; a head exports the fields it produces, in this order.
+OUTPUT_FIELDS = ("logits", "start_logits", "end_logits", "sop_logits", "last_hidden_state", "pooler_output")
+TRACE_SHAPE = (2, 16)  # sizes > 1 so neither axis is specialised to a constant
+CHECK_SHAPES = ((1, 7), (3, 33), (4, 128))  # all differ from TRACE_SHAPE: proves the axes are dynamic
+# Max abs difference from the PyTorch fp32 model: onnxruntime reorders float sums (fused LayerNorm, GELU, GEMM
+# blocking), nothing more. int8 is bounded by the cosine similarity of each whole output instead (see check_onnx).
+FP32_TOLERANCE = 1e-4
+INT8_MIN_COSINE = 0.99
+
+
+class MatMulProjection(nn.Module):
+    """A grouped projection as one MatMul per group on token-major activations, weights constant on the right;
+    channels-first (Cin, T) in, (Cout, T) out, so it swaps in for GroupedProjection."""
+
+    def __init__(self, proj: GroupedProjection):
+        super().__init__()
+        g, co, ci = proj.groups, proj.out_channels, proj.in_channels
+        self.groups, self.in_per_group = g, ci // g
+        w = proj.weight.detach().view(g, co // g, ci // g)
+        # one 2-D initializer per group, (Cin/G, Cout/G): what quantize_dynamic turns into DynamicQuantizeMatMul
+        self.weights = nn.ParameterList(nn.Parameter(w[i].t().contiguous(), requires_grad=False) for i in range(g))
+        self.bias = nn.Parameter(proj.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
+        xt = x.t()  # (T, Cin); onnxruntime's transpose optimiser cancels most of these against their neighbours
+        parts = [xt[:, i * self.in_per_group:(i + 1) * self.in_per_group] @ w for i, w in enumerate(self.weights)]
+        y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (T, Cout)
+        return (y + self.bias).t()
+
+
+class ExportableModel(nn.Module):
+    """The model with a forward pass fit for tracing: positional inputs, no data-dependent branches (the additive
+    mask is always built), a tuple of outputs. Weights are a private copy with Q/K/V stacked and grouped
+    projections as MatMuls; the arithmetic is the model's own (``SqueezeBertModel.encode`` and the head)."""
+
+    def __init__(self, model: SqueezeBertPreTrainedModel):
+        super().__init__()
+        if getattr(model, "architecture", "") == "SqueezeBertForMultipleChoice":
+            raise ValueError("export of multiple-choice models is not supported (their inputs are 3-D); "
+                             "export the encoder (head 'base') instead")
+        self.model = swap_projections(fuse_qkv(copy.deepcopy(model).eval().requires_grad_(False)), MatMulProjection)
+        self.base: SqueezeBertModel = self.model if isinstance(self.model, SqueezeBertModel) else self.model.transformer
+        self.output_names: list[str] = []
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
+        position_ids = torch.arange(input_ids.shape[1]).unsqueeze(0)
+        # (B, S) 1/0 -> (B, 1, 1, S) additive: 0 where kept, the float minimum where masked (as the model does)
+        mask = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        out = self.base.encode(input_ids, token_type_ids, position_ids, mask)
+        if isinstance(self.model, TaskModel):
+            out = self.model.head(out, None)
+        self.output_names = [f for f in OUTPUT_FIELDS if getattr(out, f) is not None]
+        return tuple(getattr(out, f) for f in self.output_names)
+
+
+def example_inputs(config: Any, batch: int, seq: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Random ids, a mask with padding in every row after the first, and token types 0 then 1."""
+    g = torch.Generator().manual_seed(seed * 1000 + batch * 100 + seq)
+    ids = torch.randint(1, config.vocab_size, (batch, seq), generator=g)
+    mask = torch.ones_like(ids)
+    for row in range(1, batch):
+        mask[row, max(1, seq - row * seq // (batch + 1)):] = 0
+    types = torch.zeros_like(ids)
+    types[:, seq // 2:] = min(1, config.type_vocab_size - 1)
+    return ids, mask, types
+
+
+def _dynamic_axes(names: list[str], outputs: tuple[Tensor, ...]) -> dict[str, dict[int, str]]:
+    axes = {n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}
+    for name, out in zip(names, outputs):
+        per_token = out.dim() == 3 or name in ("start_logits", "end_logits")
+        axes[name] = {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
+    return axes
+
+
+def _write_atomically(data: bytes, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+
+
+@dataclass
+class ExportReport:
+    path: str
+    format: str
+    int8: bool
+    outputs: list[str]
+    size_mb: float
+    parity: list[dict[str, Any]] = field(default_factory=list)  # one row per checked shape and output
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.path} ({self.format}{' int8' if self.int8 else ''}, {self.size_mb:.1f} MB, "
+                 f"outputs: {', '.join(self.outputs)})"]
+        for r in self.parity:
+            lines.append(f"  parity {r['shape'][0]}x{r['shape'][1]} {r['output']}: max abs diff "
+                         f"{r['max_abs_diff']:.2e}, cosine {r['cosine']:.6f} ({'ok' if r['ok'] else 'FAIL'})")
+        return "\n".join(lines)
+
+
+def export_onnx(model: SqueezeBertPreTrainedModel, out: str | Path, int8: bool = False, opset: int = 17,
+                check: bool = True) -> ExportReport:
+    """Write ``model`` as ONNX (dynamic batch and sequence axes); ``int8`` applies onnxruntime's dynamic
+    quantisation to the projections. With ``check`` the file is run through onnxruntime at several shapes and
+    compared with the PyTorch model; a failed check raises ValueError and leaves no file behind."""
+    import onnx
+
+    out = Path(out)
+    wrapper = ExportableModel(model)
+    sample = example_inputs(model.config, *TRACE_SHAPE)
+    with torch.no_grad():
+        outputs = wrapper(*sample)
+    names = list(wrapper.output_names)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        # dynamo=False: the TorchScript exporter needs nothing beyond onnx; the dynamo one needs onnxscript.
+        torch.onnx.export(wrapper, sample, buf, input_names=list(INPUT_NAMES), output_names=names,
+                          dynamic_axes=_dynamic_axes(names, outputs), opset_version=opset, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    if int8:
+        data = quantize_onnx(data)
+    with tempfile.TemporaryDirectory() as d:  # check before anything is written where the user asked
+        candidate = Path(d) / "model.onnx"
+        candidate.write_bytes(data)
+        parity = check_onnx(model, candidate, int8) if check else []
+    report = ExportReport(str(out), "onnx", int8, names, len(data) / 1e6, parity)
+    if any(not r["ok"] for r in parity):
+        raise ValueError(f"ONNX parity check failed; nothing written to {out}\n{report.summary()}")
+    _write_atomically(data, out)
+    return report
+
+
+def quantize_onnx(data: bytes) -> bytes:
+    """onnxruntime dynamic quantisation of every MatMul with a constant weight: int8 weights (symmetric, per
+    tensor), activations quantised per call. The attention products (two activations) stay fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+        src.write_bytes(data)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         extra_options={"MatMulConstBOnly": True})
+        return dst.read_bytes()
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session with all graph optimisations; ``threads`` intra-op threads (None: all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_onnx(model: SqueezeBertPreTrainedModel, path: str | Path, int8: bool = False,
+               shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES) -> list[dict[str, Any]]:
+    """Run the ONNX file and the PyTorch model on padded batches of several shapes; one row per shape and output.
+    fp32 passes at max abs diff <= FP32_TOLERANCE on real (unpadded) positions; int8 when the cosine similarity of
+    each whole output to fp32 is >= INT8_MIN_COSINE."""
+    session = onnx_session(path)
+    names = [o.name for o in session.get_outputs()]
+    rows = []
+    for batch, seq in shapes:
+        seq = min(seq, model.config.max_position_embeddings)
+        ids, mask, types = example_inputs(model.config, batch, seq, seed=1)
+        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        got = dict(zip(names, session.run(names, feed)))
+        with torch.no_grad():
+            ref = model.eval()(ids, mask, types)
+        for name in names:
+            a, b = torch.from_numpy(got[name]), getattr(ref, name).float()
+            if a.shape != b.shape:
+                raise ValueError(f"ONNX output {name} has shape {tuple(a.shape)} at input {batch}x{seq}, "
+                                 f"PyTorch {tuple(b.shape)}: an axis was not exported as dynamic")
+            if a.dim() == 3 or name in ("start_logits", "end_logits"):  # padded positions are not compared
+                a, b = a[mask.bool()], b[mask.bool()]
+            diff, cos = _compare(a, b)
+            ok = cos >= INT8_MIN_COSINE if int8 else diff <= FP32_TOLERANCE
+            rows.append({"shape": [batch, seq], "output": name, "max_abs_diff": diff, "cosine": cos, "ok": ok})
+    return rows
+
+
+def _compare(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """Max abs difference and the cosine similarity of the two outputs taken whole (flattened): a per-row cosine
+    means nothing for outputs with one value per token (QA start/end logits)."""
+    return (a - b).abs().max().item(), F.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0).item()
+
+
+def export_program(model: SqueezeBertPreTrainedModel, out: str | Path, check: bool = True) -> ExportReport:
+    """Write a ``torch.export`` ExportedProgram (``.pt2``) with dynamic batch and sequence dimensions; with
+    ``check``, reload it and compare with the model at several shapes (fp32 tolerance)."""
+    from torch.export import Dim
+
+    out = Path(out)
+    wrapper = ExportableModel(model)
+    sample = example_inputs(model.config, *TRACE_SHAPE)
+    batch = Dim("batch", min=1, max=1024)
+    seq = Dim("sequence", min=1, max=model.config.max_position_embeddings)
+    shapes = {name: {0: batch, 1: seq} for name in INPUT_NAMES}
+    with torch.no_grad():
+        wrapper(*sample)
+        program = torch.export.export(wrapper, sample, dynamic_shapes=shapes)
+    buf = io.BytesIO()
+    torch.export.save(program, buf)
+    data = buf.getvalue()
+    rows = []
+    if check:
+        loaded = torch.export.load(io.BytesIO(data)).module()
+        for b, s in CHECK_SHAPES:
+            s = min(s, model.config.max_position_embeddings)
+            ids, mask, types = example_inputs(model.config, b, s, seed=1)
+            with torch.no_grad():
+                got, ref = loaded(ids, mask, types), model.eval()(ids, mask, types)
+            for name, a in zip(wrapper.output_names, got):
+                r = getattr(ref, name)
+                if a.shape != r.shape:
+                    raise ValueError(f"exported output {name} has shape {tuple(a.shape)} at input {b}x{s}, "
+                                     f"PyTorch {tuple(r.shape)}: an axis was not exported as dynamic")
+                if a.dim() == 3 or name in ("start_logits", "end_logits"):
+                    a, r = a[mask.bool()], r[mask.bool()]
+                diff, cos = _compare(a, r)
+                rows.append({"shape": [b, s], "output": name, "max_abs_diff": diff, "cosine": cos,
+                             "ok": diff <= FP32_TOLERANCE})
+    report = ExportReport(str(out), "pt2", False, list(wrapper.output_names), len(data) / 1e6, rows)
+    if any(not r["ok"] for r in rows):
+        raise ValueError(f"torch.export parity check failed; nothing written to {out}\n{report.summary()}")
+    _write_atomically(data, out)
+    return report
+
+
+def load_for_export(name_or_path: str, head: str | None = None) -> SqueezeBertPreTrainedModel:
+    """A checkpoint directory (head from its config unless given), or a preset name with random weights (for
+    speed work: a warning says so)."""
+    from .checkpoint import load_model
+    from .config import PRESETS, preset
+    from .model import HEADS
+
+    if name_or_path in PRESETS and not Path(name_or_path).exists():
+        if head is not None and head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        log.warning("%s is a preset: exporting RANDOM weights (fine for speed measurements, useless for "
+                    "predictions); pass a checkpoint directory for a real model", name_or_path)
+        torch.manual_seed(0)
+        return HEADS[head or "base"](preset(name_or_path)).eval()
+    return load_model(name_or_path, head=head)
+
+
+def export(model: SqueezeBertPreTrainedModel, out: str | Path, format: str = "onnx", int8: bool = False,
+           check: bool = True) -> ExportReport:
+    """Dispatch on ``format`` (one of FORMATS)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        return export_onnx(model, out, int8=int8, check=check)
+    if int8:
+        raise ValueError("--int8 applies to ONNX only (torch.export programs are written in fp32)")
+    return export_program(model, out, check=check)

@@ -1,0 +1,6 @@
+"""Pretraining from scratch: MLM + sentence-order prediction over plain text, phase by phase, on the one loop."""
+
+from .config import PhaseConfig, PretrainConfig, PretrainConfigError, load_config
+from .run import PretrainingObjective, pretrain
+
+__all__ = ["PhaseConfig", "PretrainConfig", "PretrainConfigError", "PretrainingObjective", "load_config", "pretrain"]

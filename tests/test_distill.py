@@ -1,0 +1,199 @@
+"""Distillation losses (values, shapes, gradients) and the distill / squeeze flows and CLI on tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from squeezebert.checkpoint import load_model, save_model
+from squeezebert.cli import main
+from squeezebert.config import preset
+from squeezebert.distill import DistillLoss, DistillWeights, attention_kl, hidden_mse, layer_map, logit_kd
+from squeezebert.model import SqueezeBertForSequenceClassification, SqueezeBertModel
+from squeezebert.tokenizer import Tokenizer
+
+SAMPLE = Path(__file__).resolve().parents[1] / "squeezebert" / "data" / "sample"
+FAST = dict(progress=False, log_every=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 1000, (3, 10), generator=g)
+    mask = torch.ones_like(ids)
+    mask[2, 6:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+            "labels": torch.tensor([0, 1, 1])}
+
+
+def test_kd_is_zero_for_identical_logits_and_positive_otherwise():
+    logits = torch.randn(4, 3)
+    assert logit_kd(logits, logits.clone(), 2.0).abs() < 1e-6
+    assert logit_kd(torch.randn(4, 3), logits, 2.0) > 0
+    # regression heads: MSE against the teacher's prediction
+    assert logit_kd(torch.tensor([[1.0]]), torch.tensor([[3.0]])) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="differ"):
+        logit_kd(torch.randn(4, 3), torch.randn(4, 2))
+
+
+def test_kd_temperature_scaling_matches_the_definition():
+    s, t = torch.randn(5, 3), torch.randn(5, 3)
+    temp = 3.0
+    p_t = torch.softmax(t / temp, -1)
+    expected = (p_t * (p_t.log() - torch.log_softmax(s / temp, -1))).sum(-1).mean() * temp ** 2
+    assert logit_kd(s, t, temp) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_hidden_and_attention_losses_respect_the_mask_and_projection():
+    t = torch.randn(2, 5, 8)
+    s = t.clone()
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    s[0, 3:] += 100.0  # only padding differs
+    assert hidden_mse(s, t, mask) == 0
+    assert hidden_mse(s, t) > 0
+    proj = torch.nn.Linear(4, 8)
+    out = hidden_mse(torch.randn(2, 5, 4, requires_grad=True), t, mask, proj)
+    out.backward()
+    assert proj.weight.grad is not None and proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="projection"):
+        hidden_mse(torch.randn(2, 5, 4), t)
+
+    probs = torch.softmax(torch.randn(2, 4, 5, 5), -1)
+    assert attention_kl(probs, probs.clone(), mask).abs() < 1e-6
+    other = torch.softmax(torch.randn(2, 4, 5, 5, requires_grad=True), -1)
+    value = attention_kl(other, probs, mask)
+    assert value > 0
+    value.backward()
+    assert attention_kl(probs[:, :2], probs, mask).shape == ()  # different head counts: head-averaged maps
+
+
+def test_layer_map_spreads_student_layers_over_the_teacher():
+    assert layer_map(6, 6) == [0, 1, 2, 3, 4, 5]
+    assert layer_map(4, 12) == [2, 5, 8, 11]
+    assert layer_map(2, 3) == [1, 2]
+
+
+def test_combined_loss_is_zero_when_student_equals_teacher_and_has_gradients_otherwise():
+    torch.manual_seed(0)
+    teacher = SqueezeBertForSequenceClassification(preset("tiny")).eval()
+    student = SqueezeBertForSequenceClassification(preset("tiny"))
+    student.load_state_dict(teacher.state_dict())
+    student.eval()  # no dropout: the same function
+    weights = DistillWeights(ground_truth=0.0, logits=1.0, hidden=1.0, attention=1.0, embedding=1.0)
+    loss_fn = DistillLoss(teacher, weights, student.config, teacher.config)
+    loss, logs = loss_fn(student, batch())
+    assert loss.abs() < 1e-5 and set(logs) == {"kd", "emb", "hid", "att"}
+
+    student = SqueezeBertForSequenceClassification(preset("tiny"))  # different weights
+    loss, logs = DistillLoss(teacher, DistillWeights.task(), student.config, teacher.config)(student, batch())
+    assert loss > 0 and set(logs) == {"gt", "kd", "hid", "att"}
+    loss.backward()
+    grads = [p.grad for p in student.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads[:-2])
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_width_mismatch_gets_learned_projections():
+    torch.manual_seed(0)
+    teacher = SqueezeBertModel(preset("tiny")).eval()
+    narrow = preset("tiny", hidden_size=16, embedding_size=16, num_hidden_layers=1, intermediate_size=32)
+    student = SqueezeBertModel(narrow)
+    loss_fn = DistillLoss(teacher, DistillWeights.general(), student.config, teacher.config)
+    assert set(loss_fn.projections) == {"embedding", "0"}
+    loss, _ = loss_fn(student, {k: v for k, v in batch().items() if k != "labels"})
+    loss.backward()
+    assert loss_fn.projections["0"].weight.grad.abs().sum() > 0
+
+
+# ---- flows and CLI on tiny models --------------------------------------------------------------------------------
+
+
+def sample_vocab(directory: Path) -> Path:
+    """A word-level vocabulary covering the shipped sample data (tiny preset: < 1000 tokens)."""
+    words = set()
+    for name in ("train.tsv", "dev.tsv"):
+        for line in (SAMPLE / name).read_text().splitlines()[1:]:
+            text = line.split("\t")[0].lower()
+            for ch in ",.'-":
+                text = text.replace(ch, f" {ch} ")
+            words.update(text.split())
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    path = directory / "vocab.txt"
+    path.write_text("\n".join(specials + sorted(words)) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path) -> Path:
+    """A tiny dense classifier, briefly fine-tuned on the sample data (so it is a real teacher)."""
+    from squeezebert.finetune.run import finetune
+
+    vocab = sample_vocab(tmp_path)
+    results = finetune("tiny-dense", "sst2", SAMPLE, tmp_path / "teacher", tokenizer=vocab, epochs=1,
+                       batch_size=32, lr=1e-3, limit_train=128, limit_eval=32, **FAST)
+    return Path(results["model_dir"])
+
+
+def test_distill_flow_squeezes_and_trains_a_grouped_student(tmp_path, tiny_teacher):
+    from squeezebert.distill.distill import distill
+
+    results = distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "student", epochs=1, batch_size=32, lr=1e-3,
+                      limit_train=96, limit_eval=32, calibrate=32, **FAST)
+    best = load_model(results["model_dir"])
+    assert best.config.q_groups == 4 and best.config.post_attention_groups == 1
+    assert results["teacher_dev"]["accuracy"] is not None and results["student_dev"] is not None
+    assert results["steps"] == 3
+    assert json.loads((tmp_path / "student" / "results.json").read_text())["task"] == "sst2"
+    # stage 2 of the paper's recipe: a student of another label count initialises a new task's student
+    stage1 = tmp_path / "stage1"
+    model = load_model(results["model_dir"])
+    save_model(SqueezeBertForSequenceClassification(model.config.replace(num_labels=3, id2label=None,
+                                                                         label2id=None)),
+               stage1, copy_tokenizer_from=tiny_teacher)
+    again = distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "stage2", student=stage1, epochs=1, batch_size=64,
+                    limit_train=64, limit_eval=16, **FAST)
+    assert load_model(again["model_dir"]).config.num_labels == 2
+
+
+def test_distill_refuses_a_teacher_without_the_task_head(tmp_path):
+    from squeezebert.distill.distill import distill
+
+    vocab = sample_vocab(tmp_path)
+    base = tmp_path / "base"
+    save_model(SqueezeBertModel(preset("tiny-dense")), base, tokenizer=Tokenizer.from_vocab(vocab))
+    with pytest.raises(ValueError, match="fine-tune it on the task first"):
+        distill(base, "sst2", SAMPLE, tmp_path / "out", limit_train=8, limit_eval=8, **FAST)
+
+
+def test_cli_squeeze_and_general_and_task_distill(tmp_path, tiny_teacher, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "text.txt").write_text("\n".join(line.split("\t")[0] for line in
+                                               (SAMPLE / "train.tsv").read_text().splitlines()[1:40]))
+    assert main(["squeeze", "--teacher", str(tiny_teacher), "--out", str(tmp_path / "sq"), "--groups", "2",
+                 "--calibration-text", str(corpus / "text.txt")]) == 0
+    squeezed = load_model(tmp_path / "sq")
+    assert squeezed.config.intermediate_groups == 2 and (tmp_path / "sq" / "tokenizer.json").is_file()
+    assert "least-squares" in capsys.readouterr().out
+
+    assert main(["distill", "--teacher", str(tiny_teacher), "--task", "general", "--data-dir", str(corpus),
+                 "--out", str(tmp_path / "gen"), "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "gen" / "results.json").read_text())["steps"] == 2
+
+    assert main(["distill", "--teacher", str(tiny_teacher), "--student", str(tmp_path / "sq"), "--task", "sst2",
+                 "--data-dir", str(SAMPLE), "--out", str(tmp_path / "task"), "--max-steps", "2",
+                 "--limit-train", "32", "--limit-eval", "16", "--hidden-weight", "0", "--no-progress"]) == 0
+    results = json.loads((tmp_path / "task" / "results.json").read_text())
+    assert results["weights"]["hidden"] == 0 and results["student_config"]["intermediate_groups"] == 2
+
+    assert main(["distill", "--teacher", str(tiny_teacher), "--task", "general", "--out", str(tmp_path / "x")]) == 2

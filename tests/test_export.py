@@ -1,0 +1,120 @@
+"""ONNX and torch.export round trips: dynamic axes, parity with PyTorch, int8 within a stated bound, CLI errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from squeezebert import HEADS, preset
+from squeezebert.cli import main
+from squeezebert.export import (FP32_TOLERANCE, INT8_MIN_COSINE, TRACE_SHAPE, check_onnx, example_inputs,
+                                export, export_onnx, export_program, onnx_session)
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[export]')")
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install '.[export]')")
+
+
+def perturbed(head: str = "base", **changes):
+    """A tiny model whose weights are not at their init values (zero biases would hide a wrong bias path)."""
+    torch.manual_seed(0)
+    model = HEADS[head](preset("tiny", **changes)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def classifier_onnx(tmp_path_factory):
+    model = perturbed("sequence_classification", num_labels=3)
+    d = tmp_path_factory.mktemp("onnx")
+    fp32 = export_onnx(model, d / "m.onnx")
+    int8 = export_onnx(model, d / "m8.onnx", int8=True)
+    return model, fp32, int8
+
+
+def test_onnx_axes_are_dynamic_and_projections_are_matmuls(classifier_onnx):
+    _, report, _ = classifier_onnx
+    graph = onnx.load(report.path).graph
+    for inp in graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "sequence"], inp.name
+    ops = {n.op_type for n in graph.node}
+    assert "MatMul" in ops and "Conv" not in ops  # grouped projections as MatMul, so int8 quantisation applies
+    assert report.outputs == ["logits", "pooler_output"]
+
+
+def test_onnx_matches_pytorch_at_untraced_shapes(classifier_onnx):
+    model, report, _ = classifier_onnx
+    shapes = {tuple(r["shape"]) for r in report.parity}
+    assert TRACE_SHAPE not in shapes and len(shapes) >= 3
+    assert all(r["ok"] and r["max_abs_diff"] <= FP32_TOLERANCE for r in report.parity)
+    # and independently of the exporter's own check: one more shape, batch 5 with padding
+    session = onnx_session(report.path)
+    ids, mask, types = example_inputs(model.config, 5, 11, seed=3)
+    logits = session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                      "token_type_ids": types.numpy()})[0]
+    with torch.no_grad():
+        ref = model(ids, mask, types).logits
+    assert logits.shape == (5, 3)
+    assert (torch.from_numpy(logits) - ref).abs().max() <= FP32_TOLERANCE
+
+
+def test_int8_onnx_is_quantised_and_close(classifier_onnx):
+    model, fp32, int8 = classifier_onnx
+    graph = onnx.load(int8.path).graph
+    assert any(n.op_type == "MatMulInteger" for n in graph.node)
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 4 * 2  # (fused QKV, attention output, FFN in, FFN out) x 2 layers, per group
+    assert all(r["cosine"] >= INT8_MIN_COSINE for r in int8.parity)
+    assert any(r["max_abs_diff"] > FP32_TOLERANCE for r in int8.parity)  # really quantised, not the fp32 graph
+    assert all(r["ok"] for r in check_onnx(model, int8.path, int8=True, shapes=((2, 9),)))
+
+
+def test_failed_parity_check_raises_and_writes_nothing(classifier_onnx, tmp_path):
+    model, report, _ = classifier_onnx
+    other = perturbed("sequence_classification", num_labels=3)
+    with torch.no_grad():
+        other.classifier.bias.add_(1.0)  # a different function than the exported one
+    rows = check_onnx(other, report.path)
+    assert not all(r["ok"] for r in rows if r["output"] == "logits")
+
+
+def test_token_level_heads_keep_the_sequence_axis(tmp_path):
+    model = perturbed("question_answering")
+    report = export_onnx(model, tmp_path / "qa.onnx")
+    assert report.outputs == ["logits", "start_logits", "end_logits"]
+    assert all(r["ok"] for r in report.parity)
+    out = {o.name: [d.dim_param for d in o.type.tensor_type.shape.dim] for o in onnx.load(report.path).graph.output}
+    assert out["start_logits"] == ["batch", "sequence"] and out["logits"][:2] == ["batch", "sequence"]
+
+
+def test_torch_export_program_round_trip(tmp_path):
+    model = perturbed("sequence_classification", num_labels=2)
+    report = export_program(model, tmp_path / "m.pt2")
+    assert all(r["ok"] for r in report.parity) and {tuple(r["shape"]) for r in report.parity} != {TRACE_SHAPE}
+    loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    ids, mask, types = example_inputs(model.config, 3, 10, seed=4)
+    with torch.no_grad():
+        assert (loaded(ids, mask, types)[0] - model(ids, mask, types).logits).abs().max() <= FP32_TOLERANCE
+
+
+def test_export_errors(tmp_path):
+    model = perturbed()
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        export(model, tmp_path / "m.tflite", "tflite")
+    with pytest.raises(ValueError, match="ONNX only"):
+        export(model, tmp_path / "m.pt2", "pt2", int8=True)
+    with pytest.raises(ValueError, match="multiple-choice"):
+        export(perturbed("multiple_choice"), tmp_path / "mc.onnx")
+
+
+def test_export_cli(tmp_path, capsys):
+    out = tmp_path / "sub" / "tiny.onnx"
+    assert main(["export", "--model", "tiny", "--format", "onnx", "--out", str(out)]) == 0
+    assert out.is_file() and "parity" in capsys.readouterr().out
+    assert main(["export", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "no such checkpoint directory" in capsys.readouterr().err
+    assert main(["export", "--model", "tiny", "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown export format" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.onnx").exists()
