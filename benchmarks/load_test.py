@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -149,14 +148,32 @@ async def closed_loop(url: str, texts: list[str], want: list[dict], concurrency:
             "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p99_ms": round(percentile(latencies, 99) * 1000, 1)}
 
 
-async def overload(server: Server, texts: list[str], want: list[dict], rate: float, seconds: float) -> dict:
-    """Open loop: a request every 1/rate s for ``seconds``, whatever the answers; then check the server."""
-    statuses, errors, wrong, ok_latency = Counter(), Counter(), 0, []
+def batch_rows(url: str) -> tuple[float, float]:
+    """(sum, count) of the server's rows-per-model-call histogram."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    value = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+             if line.startswith("squeezebert_batch_rows_")}
+    return value["squeezebert_batch_rows_sum"], value["squeezebert_batch_rows_count"]
+
+
+async def overload(server: Server, texts: list[str], want: list[dict], rate: float, seconds: float,
+                   connections: int) -> dict:
+    """Open loop: a request every 1/rate s for ``seconds``, whatever the answers; then check the server.
+
+    The client holds at most ``connections`` requests in flight (httpx's pool slows down badly when thousands of
+    requests wait for a connection, and then the client, not the server, is what is measured); a request due
+    while all are busy is not sent and is counted as ``client_skipped``."""
+    statuses, errors, wrong, ok_latency, skipped = Counter(), Counter(), 0, [], 0
     rss = [rss_mb(server.proc.pid)]
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    slots = asyncio.Semaphore(connections)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
 
         async def one(k: int) -> None:
+            async with slots:
+                await send(k)
+
+        async def send(k: int) -> None:
             nonlocal wrong
             start = time.perf_counter()
             try:
@@ -182,7 +199,10 @@ async def overload(server: Server, texts: list[str], want: list[dict], rate: flo
         while (now := time.perf_counter()) - start < seconds:
             due = int((now - start) * rate) + 1
             while i < due:
-                tasks.append(asyncio.create_task(one(i % len(texts))))
+                if slots.locked():
+                    skipped += 1
+                else:
+                    tasks.append(asyncio.create_task(one(i % len(texts))))
                 i += 1
             await asyncio.sleep(0.002)
         offered_s = time.perf_counter() - start
@@ -191,7 +211,8 @@ async def overload(server: Server, texts: list[str], want: list[dict], rate: flo
         rss.append(rss_mb(server.proc.pid))
         after = await client.post("/v1/classify", json={"inputs": texts[0]})
         health = await client.get("/healthz")
-    return {"target_rps": round(rate, 1), "offered": i, "offered_rps": round(i / offered_s, 1),
+    return {"target_rps": round(rate, 1), "due": i, "client_skipped": skipped, "sent": i - skipped,
+            "sent_rps": round((i - skipped) / offered_s, 1),
             "seconds": round(offered_s, 1), "statuses": dict(statuses), "client_errors": dict(errors),
             "wrong": wrong, "accepted_p50_ms": round(percentile(ok_latency, 50) * 1000, 1),
             "accepted_p99_ms": round(percentile(ok_latency, 99) * 1000, 1),
@@ -210,7 +231,11 @@ def main() -> int:
     p.add_argument("--level-seconds", type=float, default=60, help="time cap per level (default 60)")
     p.add_argument("--overload-factor", type=float, default=10.0)
     p.add_argument("--overload-seconds", type=float, default=20.0)
+    p.add_argument("--connections", type=int, default=512, help="overload client's connections (default 512)")
     p.add_argument("--threads", type=int, help="server torch threads (passed to squeezebert serve)")
+    p.add_argument("--server-args", default="", help="more flags for squeezebert serve, e.g. '--max-queue 64'")
+    p.add_argument("--settings", nargs="+", choices=("batched", "one-at-a-time"),
+                   default=["batched", "one-at-a-time"], help="servers to run (the overload runs on batched)")
     p.add_argument("--out", default="out/serve/load_test.json")
     args = p.parse_args()
 
@@ -219,8 +244,9 @@ def main() -> int:
     want = reference(args.model, texts)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    common = ["--threads", str(args.threads)] if args.threads else []
+    common = (["--threads", str(args.threads)] if args.threads else []) + args.server_args.split()
     settings = {"batched": common, "one-at-a-time": common + ["--max-batch-size", "1"]}
+    settings = {name: settings[name] for name in args.settings}
     results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
                      "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": args.model,
@@ -232,16 +258,21 @@ def main() -> int:
             # warm-up: a few requests at each batch shape the run will see
             asyncio.run(closed_loop(server.url, texts, want, 8, 64, 30))
             for c in args.concurrency:
+                before = batch_rows(server.url)
                 level = asyncio.run(closed_loop(server.url, texts, want, c, args.requests, args.level_seconds))
+                after = batch_rows(server.url)
+                level["mean_batch_rows"] = round((after[0] - before[0]) / max(after[1] - before[1], 1), 1)
                 results["levels"].setdefault(name, []).append(level)
                 print(f"{name:14s} c={c:<3d} {level['throughput_rps']:7.1f} req/s  p50 {level['p50_ms']:7.1f} ms  "
-                      f"p99 {level['p99_ms']:7.1f} ms  ok {level['ok']}/{level['requests']}  wrong {level['wrong']}",
+                      f"p99 {level['p99_ms']:7.1f} ms  rows/call {level['mean_batch_rows']:5.1f}  "
+                      f"ok {level['ok']}/{level['requests']}  wrong {level['wrong']}",
                       flush=True)
             if name == "batched":
                 capacity = max(level["throughput_rps"] for level in results["levels"][name])
                 rate = capacity * args.overload_factor
                 print(f"overload: {rate:.0f} req/s offered for {args.overload_seconds:g} s ...", flush=True)
-                results["overload"] = asyncio.run(overload(server, texts, want, rate, args.overload_seconds))
+                results["overload"] = asyncio.run(overload(server, texts, want, rate, args.overload_seconds,
+                                                           args.connections))
                 print(json.dumps(results["overload"], indent=2), flush=True)
         finally:
             code = server.stop()

@@ -74,18 +74,22 @@ def demo_run(args: argparse.Namespace) -> int:
 
 
 def bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="batch 1 and 32 at 128 tokens only, fewer rounds (~1 min)")
+    p.add_argument("--quick", action="store_true",
+                   help="batch 1 x 128 only, fewer rounds, no torch.compile (about a minute)")
     p.add_argument("--out", default="out/bench", help="directory for results.json, results.md and plots")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2: this machine's cores)")
     p.add_argument("--rounds", type=int, help="timed rounds at 1x128 (default 30, quick 10)")
     p.add_argument("--no-baselines", action="store_true", help="skip the transformers baselines")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX (onnxruntime) paths")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile our paths (default: yes, except with --quick)")
 
 
 def bench_run(args: argparse.Namespace) -> int:
     from .bench import run
 
     results = run(args.out, quick=args.quick, threads=args.threads, rounds=args.rounds,
-                  baselines=not args.no_baselines)
+                  baselines=not args.no_baselines, onnx=not args.no_onnx, compile=args.compile)
     print((Path(args.out) / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots ({results['wall_s']} s)")
     return 0
@@ -93,8 +97,8 @@ def bench_run(args: argparse.Namespace) -> int:
 
 def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, or a preset name (random weights)")
-    p.add_argument("--format", default="onnx", help="onnx (onnxruntime) or pt2 (torch.export program, for "
-                   "ExecuTorch); default onnx")
+    p.add_argument("--format", default="onnx", help="onnx (onnxruntime), pt2 (torch.export program) or pte "
+                   "(ExecuTorch + XNNPACK; needs the executorch package); default onnx")
     p.add_argument("--int8", action="store_true", help="ONNX only: onnxruntime dynamic int8 quantisation")
     p.add_argument("--out", required=True, help="file to write (e.g. model.onnx)")
     p.add_argument("--head", help="head to build (default: from the checkpoint's architectures; 'base' for presets)")
@@ -305,6 +309,8 @@ def serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"request body limit, 413 beyond (default {d.max_body_bytes})")
     p.add_argument("--timeout", type=float, default=d.timeout_s,
                    help=f"seconds per request, queueing included; 504 beyond (default {d.timeout_s:g})")
+    p.add_argument("--max-connections", type=int,
+                   help="connections/requests in progress beyond which uvicorn answers 503 (default: no limit)")
     p.add_argument("--no-embeddings", action="store_true", help="do not serve /v1/embeddings beside the head")
 
 
@@ -317,7 +323,7 @@ def serve_run(args: argparse.Namespace) -> int:
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_length=args.max_length, max_texts=args.max_texts, max_chars=args.max_chars,
                          max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
-                         embeddings=not args.no_embeddings)
+                         max_connections=args.max_connections, embeddings=not args.no_embeddings)
     serve(config, log_level="debug" if args.verbose else "info")
     return 0
 

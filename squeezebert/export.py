@@ -9,8 +9,9 @@ path. The graph is traced with batch and sequence sizes > 1 and both axes are de
 then runs it through onnxruntime at shapes other than the traced one and compares with the PyTorch model.
 
 Mobile: ``export_program`` writes a ``torch.export`` ExportedProgram (``.pt2``) with dynamic batch and sequence
-dimensions, the input ExecuTorch's ``to_edge_transform_and_lower`` takes. Lowering to a ``.pte`` (XNNPACK) needs
-the ``executorch`` package, which is not a dependency (see docs/benchmarks.md for what was and was not verified).
+dimensions, the input ExecuTorch's ``to_edge_transform_and_lower`` takes; ``export_pte`` lowers it to an ExecuTorch
+``.pte`` for XNNPACK and checks it in ExecuTorch's runtime. That needs the ``executorch`` package, which is not a
+dependency (see docs/benchmarks.md for what was and was not verified).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .model import GroupedProjection, SqueezeBertModel, SqueezeBertPreTrainedMod
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "pt2")
+FORMATS = ("onnx", "pt2", "pte")
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # Output order in the exported graph; a head exports the fields it produces, in this order.
 OUTPUT_FIELDS = ("logits", "start_logits", "end_logits", "sop_logits", "last_hidden_state", "pooler_output")
@@ -179,8 +180,12 @@ def quantize_onnx(data: bytes) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
         src.write_bytes(data)
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         extra_options={"MatMulConstBOnly": True})
+        logging.disable(logging.WARNING)  # the quantiser logs every tensor and a pre-processing hint to the root logger
+        try:
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             extra_options={"MatMulConstBOnly": True})
+        finally:
+            logging.disable(logging.NOTSET)
         return dst.read_bytes()
 
 
@@ -272,6 +277,51 @@ def export_program(model: SqueezeBertPreTrainedModel, out: str | Path, check: bo
     return report
 
 
+def export_pte(model: SqueezeBertPreTrainedModel, out: str | Path, check: bool = True) -> ExportReport:
+    """ExecuTorch program (``.pte``) lowered to XNNPACK, with dynamic batch (up to 64) and sequence dimensions;
+    with ``check``, run by ExecuTorch's runtime at several shapes and compared with the model. Needs the
+    ``executorch`` package (not a dependency: it pulls torchao, coremltools, pandas and more); lowering is slow
+    (minutes for the tiny config on 2 busy cores)."""
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+        from executorch.runtime import Runtime
+    except ImportError as e:
+        raise ValueError(f"--format pte needs the executorch package ({e}); pip install executorch, or export "
+                         "--format pt2 and lower it where executorch is installed") from None
+    from torch.export import Dim
+
+    out = Path(out)
+    wrapper = ExportableModel(model)
+    sample = example_inputs(model.config, *TRACE_SHAPE)
+    batch, seq = Dim("batch", min=1, max=64), Dim("sequence", min=2, max=model.config.max_position_embeddings)
+    with torch.no_grad():
+        wrapper(*sample)
+        program = torch.export.export(wrapper, sample, dynamic_shapes={n: {0: batch, 1: seq} for n in INPUT_NAMES})
+    data = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    rows = []
+    if check:
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "m.pte").write_bytes(data)
+            method = Runtime.get().load_program(str(Path(d) / "m.pte")).load_method("forward")
+            for b, s in CHECK_SHAPES:
+                ids, mask, types = example_inputs(model.config, b, min(s, model.config.max_position_embeddings), 1)
+                with torch.no_grad():
+                    ref = model.eval()(ids, mask, types)
+                for name, a in zip(wrapper.output_names, method.execute([ids, mask, types])):
+                    r = getattr(ref, name)
+                    if a.dim() == 3 or name in ("start_logits", "end_logits"):
+                        a, r = a[mask.bool()], r[mask.bool()]
+                    diff, cos = _compare(a, r)
+                    rows.append({"shape": [b, s], "output": name, "max_abs_diff": diff, "cosine": cos,
+                                 "ok": diff <= FP32_TOLERANCE})
+    report = ExportReport(str(out), "pte", False, list(wrapper.output_names), len(data) / 1e6, rows)
+    if any(not r["ok"] for r in rows):
+        raise ValueError(f"ExecuTorch parity check failed; nothing written to {out}\n{report.summary()}")
+    _write_atomically(data, out)
+    return report
+
+
 def load_for_export(name_or_path: str, head: str | None = None) -> SqueezeBertPreTrainedModel:
     """A checkpoint directory (head from its config unless given), or a preset name with random weights (for
     speed work: a warning says so)."""
@@ -297,5 +347,5 @@ def export(model: SqueezeBertPreTrainedModel, out: str | Path, format: str = "on
     if format == "onnx":
         return export_onnx(model, out, int8=int8, check=check)
     if int8:
-        raise ValueError("--int8 applies to ONNX only (torch.export programs are written in fp32)")
-    return export_program(model, out, check=check)
+        raise ValueError("--int8 applies to ONNX only (torch.export and ExecuTorch programs are written in fp32)")
+    return export_program(model, out, check=check) if format == "pt2" else export_pte(model, out, check=check)

@@ -144,8 +144,10 @@ class SelfAttention(nn.Module):
         scores = torch.bmm(q.transpose(1, 2), k).to(x.dtype).div_(math.sqrt(d))  # (B*H, S, S): [query, key]
         if mask is not None:
             scores = scores.view(batch, h, s, s).add_(mask).view(batch * h, s, s)
-        probs = self.dropout(torch.softmax(scores, dim=-1))
-        context = torch.bmm(v, probs.to(dt).transpose(1, 2)).to(x.dtype)  # (B*H, D, S): context^T = V P^T
+        probs = torch.softmax(scores, dim=-1)
+        # Dropout acts on the context only: the returned attentions stay true distributions in training too
+        # (attention distillation compares them; dropped entries would make the KL blow up).
+        context = torch.bmm(v, self.dropout(probs).to(dt).transpose(1, 2)).to(x.dtype)  # (B*H, D, S): V P^T
         context = context.view(batch, h, d, s).permute(1, 2, 0, 3).reshape(h * d, t)  # -> (C, B*S)
         return context, probs.view(batch, h, s, s)
 

@@ -118,3 +118,14 @@ def test_export_cli(tmp_path, capsys):
     assert main(["export", "--model", "tiny", "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
     assert "unknown export format" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_pte_without_executorch_says_what_is_missing(tmp_path):
+    try:
+        import executorch  # noqa: F401
+        pytest.skip("executorch is installed: the .pte path is exercised by hand (lowering takes minutes)")
+    except ImportError:
+        pass
+    with pytest.raises(ValueError, match="needs the executorch package"):
+        export(perturbed(), tmp_path / "m.pte", "pte")
+    assert not (tmp_path / "m.pte").exists()

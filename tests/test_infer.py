@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from squeezebert import HEADS, preset
-from squeezebert.infer.fast import BF16Projection, Int8Projection, convert, for_inference, stack_projections
+from squeezebert.infer.fast import (BF16Projection, FbgemmInt8Projection, Int8Projection, convert, for_inference,
+                                    stack_projections)
 from squeezebert.model import GroupedProjection
 
 # Max abs difference from fp32 on tiny models with ~unit-scale activations (LayerNorm outputs):
@@ -39,7 +40,7 @@ def test_swapped_projections_compute_the_same_function(groups):
     torch.nn.init.normal_(proj.bias, std=0.1)
     x = torch.randn(64, 37)
     ref = proj(x)
-    for swap, tol in ((BF16Projection, 2e-2), (Int8Projection, 3e-2)):
+    for swap, tol in ((BF16Projection, 2e-2), (Int8Projection, 3e-2), (FbgemmInt8Projection, 3e-2)):
         out = swap(proj)(x)
         assert out.dtype == torch.float32 and out.shape == ref.shape
         assert (out - ref).abs().max() < tol * ref.abs().max(), swap.__name__

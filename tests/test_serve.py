@@ -441,11 +441,12 @@ def test_serve_command_builds_the_config(checkpoints, monkeypatch):
     seen = {}
     monkeypatch.setattr(server, "serve", lambda config, log_level: seen.update(config=config))
     code = cli.main(["serve", str(checkpoints["base"]), "--port", "9001", "--max-batch-size", "1",
-                     "--max-queue", "8", "--max-texts", "4", "--timeout", "2.5", "--precision", "bf16"])
+                     "--max-queue", "8", "--max-texts", "4", "--timeout", "2.5", "--precision", "bf16",
+                     "--max-connections", "16"])
     assert code == 0
     c = seen["config"]
-    assert (c.port, c.max_batch_size, c.max_queue, c.max_texts, c.timeout_s, c.precision) == \
-        (9001, 1, 8, 4, 2.5, "bf16")
+    assert (c.port, c.max_batch_size, c.max_queue, c.max_texts, c.timeout_s, c.precision, c.max_connections) == \
+        (9001, 1, 8, 4, 2.5, "bf16", 16)
     assert cli.main(["serve", str(checkpoints["base"]), "--max-texts", "9", "--max-queue", "8"]) == 2
 
 
@@ -454,5 +455,7 @@ def test_config_rejects_bad_limits():
         ServeConfig(model="m", precision="fp8")
     with pytest.raises(ValueError, match="max_queue must be positive"):
         ServeConfig(model="m", max_queue=0)
+    with pytest.raises(ValueError, match="max_connections must be positive"):
+        ServeConfig(model="m", max_connections=0)
     with pytest.raises(ValueError, match="must not exceed max_queue"):
         ServeConfig(model="m", max_texts=10, max_queue=5)

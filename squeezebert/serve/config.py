@@ -25,7 +25,10 @@ class ServeConfig:
     max_texts: int = 64  # inputs per request
     max_chars: int = 20_000  # characters per text; longer texts are cut (flagged) or refused (truncation=false)
     max_body_bytes: int = 1 << 20  # request body size (413 beyond)
-    timeout_s: float = 30.0  # per request, queueing included (504 beyond)
+    timeout_s: float = 30.0  # per request, from when its handler starts, queueing included (504 beyond)
+    # connections + requests in progress before uvicorn itself answers 503 (cheaply, before the app: bounds the
+    # backlog the event loop carries under overload); None: no limit
+    max_connections: int | None = None
     embeddings: bool = True  # also serve /v1/embeddings from the encoder of a task model
 
     def __post_init__(self) -> None:
@@ -39,6 +42,8 @@ class ServeConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError(f"max_connections must be positive, got {self.max_connections}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if self.max_texts > self.max_queue:

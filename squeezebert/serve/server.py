@@ -8,15 +8,12 @@ not do is tell the app that shutdown began: requests still arriving on open keep
 
 from __future__ import annotations
 
-import logging
 from types import FrameType
 
 import uvicorn
 
 from .app import Service, create_app
 from .config import ServeConfig
-
-log = logging.getLogger(__name__)
 
 
 class DrainingServer(uvicorn.Server):
@@ -38,7 +35,8 @@ def make_server(config: ServeConfig, log_level: str = "info") -> DrainingServer:
     app = create_app(config)
     uv = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, access_log=False,
                         # accepted requests may wait up to their own timeout; give them that long to finish
-                        timeout_graceful_shutdown=int(config.timeout_s) + 5)
+                        timeout_graceful_shutdown=int(config.timeout_s) + 5,
+                        limit_concurrency=config.max_connections)
     return DrainingServer(uv, app.state.service)
 
 
