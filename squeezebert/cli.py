@@ -59,7 +59,7 @@ def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-train", type=int, help="training examples (default: all of the sample; 2000 of real data)")
     p.add_argument("--limit-eval", type=int, help="evaluate on the first N dev examples")
     p.add_argument("--teacher-epochs", type=float, default=3.0, help="teacher fine-tuning epochs (default 3)")
-    p.add_argument("--student-epochs", type=float, default=6.0, help="student distillation epochs (default 6)")
+    p.add_argument("--student-epochs", type=float, default=4.0, help="student distillation epochs (default 4)")
     p.add_argument("--compile", action="store_true", help="benchmark the torch.compile'd paths (slow to compile)")
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
 
@@ -106,8 +106,10 @@ def export_args(p: argparse.ArgumentParser) -> None:
 
 
 def export_run(args: argparse.Namespace) -> int:
-    from .export import export, load_for_export
+    from .export import FORMATS, export, load_for_export
 
+    if args.format not in FORMATS:  # before loading (and warning about) the model
+        raise ValueError(f"unknown export format {args.format!r}; choose one of {', '.join(FORMATS)}")
     report = export(load_for_export(args.model, args.head), args.out, args.format, int8=args.int8,
                     check=not args.no_check)
     print(report.summary())

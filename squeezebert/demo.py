@@ -84,7 +84,7 @@ def benchmark(models: dict[str, Any], seq: int = 128, rounds: int = 20, seed: in
 
 def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, data_dir: str | Path | None = None,
         task: str = "sst2", limit_train: int | None = None, limit_eval: int | None = None, max_length: int = 64,
-        teacher_epochs: float = 3.0, student_epochs: float = 6.0, batch_size: int = 32, bench_rounds: int = 20,
+        teacher_epochs: float = 3.0, student_epochs: float = 4.0, batch_size: int = 32, bench_rounds: int = 20,
         reference_shapes: bool = True, compile: bool = False, export_onnx: bool = True, parity: bool = True,
         threads: int | None = None) -> dict[str, Any]:
     """Run the demo; return its figures (also written to ``OUT/results.json``)."""

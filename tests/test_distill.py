@@ -133,11 +133,12 @@ def sample_vocab(directory: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_teacher(tmp_path) -> Path:
-    """A tiny dense classifier, briefly fine-tuned on the sample data (so it is a real teacher)."""
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A tiny dense classifier, briefly fine-tuned on the sample data (so it is a real teacher); shared, read-only."""
     from squeezebert.finetune.run import finetune
 
+    tmp_path = tmp_path_factory.mktemp("teacher")
     vocab = sample_vocab(tmp_path)
     results = finetune("tiny-dense", "sst2", SAMPLE, tmp_path / "teacher", tokenizer=vocab, epochs=1,
                        batch_size=32, lr=1e-3, limit_train=128, limit_eval=32, **FAST)
@@ -197,3 +198,18 @@ def test_cli_squeeze_and_general_and_task_distill(tmp_path, tiny_teacher, capsys
     assert results["weights"]["hidden"] == 0 and results["student_config"]["intermediate_groups"] == 2
 
     assert main(["distill", "--teacher", str(tiny_teacher), "--task", "general", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_attentions_stay_distributions_in_training_mode():
+    """Attention dropout must not reach the returned maps, or attention KL sees dropped (zero) probabilities."""
+    torch.manual_seed(0)
+    model = SqueezeBertModel(preset("tiny", attention_probs_dropout_prob=0.5)).train()
+    inputs = {k: v for k, v in batch().items() if k != "labels"}
+    probs = model(**inputs, output_attentions=True).attentions[0]
+    assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[:-1]), atol=1e-5)
+    keys = inputs["attention_mask"].bool()[:, None, None, :].expand_as(probs)
+    assert (probs[keys] > 0).all()  # softmax over the real keys: nothing dropped
+    teacher = SqueezeBertModel(preset("tiny")).eval()
+    teacher.load_state_dict(model.state_dict())
+    loss, _ = DistillLoss(teacher, DistillWeights(0, 0, 1, 0, 1, 0), model.config, teacher.config)(model, inputs)
+    assert loss < 1e-5  # same weights: dropout changes the context, not the attention distributions

@@ -66,7 +66,8 @@ def test_int8_onnx_is_quantised_and_close(classifier_onnx):
     assert any(n.op_type == "MatMulInteger" for n in graph.node)
     int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) >= 4 * 2  # (fused QKV, attention output, FFN in, FFN out) x 2 layers, per group
-    assert all(r["cosine"] >= INT8_MIN_COSINE for r in int8.parity)
+    # the exporter's own bound (INT8_MIN_COSINE) is loose for real checkpoints; on this tiny model int8 is tighter
+    assert all(r["ok"] and r["cosine"] >= max(INT8_MIN_COSINE, 0.99) for r in int8.parity)
     assert any(r["max_abs_diff"] > FP32_TOLERANCE for r in int8.parity)  # really quantised, not the fp32 graph
     assert all(r["ok"] for r in check_onnx(model, int8.path, int8=True, shapes=((2, 9),)))
 
