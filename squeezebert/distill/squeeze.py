@@ -3,7 +3,7 @@
 Everything that is not a grouped projection (embeddings, the attention output projection when it stays dense,
 LayerNorms, pooler, task heads) is copied. A grouped projection with G groups can only hold the G diagonal blocks of
 the dense weight ``W (Cout, Cin)``; what it cannot hold is lost. Three steps reduce the loss, each measured by
-``benchmarks/squeeze_error.py`` (numbers in docs/results.md, "Distillation"):
+``benchmarks/distill_minilm.py squeeze-error`` (numbers in docs/results.md, "Distillation"):
 
 1. **Block diagonal** (always): group g keeps ``W[rows of g, cols of g]``.
 2. **Permutations folded into neighbours** (``permute=True``): some channel orders are free to change without
@@ -108,7 +108,8 @@ def dense_weight(proj: GroupedProjection) -> Tensor:
 def block_diagonal(w: Tensor, groups: int) -> Tensor:
     """(Cout, Cin) -> the grouped weight (Cout, Cin/G): row r of group g keeps its columns of group g."""
     co, ci = w.shape
-    blocks = [w[g * co // groups:(g + 1) * co // groups, g * ci // groups:(g + 1) * ci // groups] for g in range(groups)]
+    blocks = [w[g * co // groups:(g + 1) * co // groups, g * ci // groups:(g + 1) * ci // groups]
+              for g in range(groups)]
     return torch.cat(blocks, 0)
 
 
@@ -289,8 +290,8 @@ def squeeze(
                 old = layer.get_submodule(path)
                 new = GroupedProjection(old.in_channels, old.out_channels, g)
                 w, b = dense[path], bias[path]
-                report.kept_energy[f"layer {i} {path.split('.')[-1] if 'attention.' in path else path.split('.')[0]}"] = \
-                    kept_energy(w, g)
+                short = path.split(".")[-1] if "attention." in path else path.split(".")[0]
+                report.kept_energy[f"layer {i} {short}"] = kept_energy(w, g)
                 if moments is not None and g > 1:
                     cov = moments[f"{i}.{path}"].covariance()
                     if perm_in[path] is not None:

@@ -612,7 +612,8 @@ def plot_learning_curve(history: list[dict], path: Path, metric: str | None = No
         right.plot(*zip(*evals), "o-", color="tab:orange", label=f"dev {metric}")
         right.set_ylabel(metric)
         right.legend(loc="upper right")
-    ax.legend(loc="upper left")
+    if train:
+        ax.legend(loc="upper left")
     ax.set_title("learning curve")
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
