@@ -311,8 +311,9 @@ def serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"request body limit, 413 beyond (default {d.max_body_bytes})")
     p.add_argument("--timeout", type=float, default=d.timeout_s,
                    help=f"seconds per request, queueing included; 504 beyond (default {d.timeout_s:g})")
-    p.add_argument("--max-connections", type=int,
-                   help="connections/requests in progress beyond which uvicorn answers 503 (default: no limit)")
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help="connections/requests in progress beyond which uvicorn answers 503 at once "
+                        f"(default {d.max_connections}; 0: no limit)")
     p.add_argument("--no-embeddings", action="store_true", help="do not serve /v1/embeddings beside the head")
 
 
@@ -325,7 +326,7 @@ def serve_run(args: argparse.Namespace) -> int:
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_length=args.max_length, max_texts=args.max_texts, max_chars=args.max_chars,
                          max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
-                         max_connections=args.max_connections, embeddings=not args.no_embeddings)
+                         max_connections=args.max_connections or None, embeddings=not args.no_embeddings)
     serve(config, log_level="debug" if args.verbose else "info")
     return 0
 

@@ -13,8 +13,6 @@ plus ``results.json`` with the teacher's and the student's dev metrics and the w
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
 import os
 import time
@@ -26,7 +24,7 @@ import torch
 from ..checkpoint import CheckpointError, load_model, save_model
 from ..config import PRESETS, preset
 from ..finetune.features import collate
-from ..finetune.run import load_tokenizer, machine, task_config
+from ..finetune.run import evaluations, load_tokenizer, run_record, task_config, write_json
 from ..finetune.tasks import TaskData, load_task
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
 from ..tokenizer import Tokenizer
@@ -38,12 +36,6 @@ log = logging.getLogger(__name__)
 
 SQUEEZE = "squeeze"  # the student name that means "the teacher, squeezed"
 RESULTS_NAME = "results.json"
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def calibration_batches(features: Sequence[dict], pad_token_id: int, count: int = 256, batch_size: int = 32
@@ -126,9 +118,7 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
         log.info("teacher dev: %s; student before training: %s", teacher_dev, initial_dev)
     result = _train(net, teacher_model, weights or DistillWeights.task(), data.train, data.collate, tok, out,
                     batch_size, evaluate, data.metric if has_dev else None, resume, **training)
-    evals = [{k[len("eval_"):]: v for k, v in row.items() if k.startswith("eval_")} | {"step": row["step"]}
-             for row in result.history if row.get("eval")]
-    best = next((row for row in evals if has_dev and row.get(data.metric) == result.best_metric), None)
+    evals, best = evaluations(result, data)
     results = {
         "task": data.name,
         "teacher": str(teacher),
@@ -144,22 +134,10 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
         "best_metric": result.best_metric,
         "best_step": best["step"] if best else None,
         "weights": vars(weights or DistillWeights.task()),
-        "steps": result.steps,
-        "epochs": round(result.epochs_done, 4),
         "squeeze_seconds": round(squeeze_seconds, 2),
-        "train_wall_seconds": round(result.wall_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "train_examples": len(data.train),
-        "eval_examples": {split: len(examples) for split, examples in data.examples.items()},
-        "files": data.files,
-        "max_length": max_length,
-        "batch_size": batch_size,
-        "training_args": json.loads((out / "trainer_args.json").read_text()),
-        "command": command,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size),
     }
-    _write_json(out / RESULTS_NAME, results)
+    write_json(out / RESULTS_NAME, results)
     return results
 
 
@@ -219,11 +197,9 @@ def distill_general(teacher: str | os.PathLike, corpus: str | os.PathLike, outpu
     last = next((row for row in reversed(result.history) if "loss" in row), {})
     results = {
         "teacher": str(teacher), "student": str(student), "corpus": str(corpus), "texts": len(features),
-        "model_dir": result.last_dir, "steps": result.steps, "final_losses": last,
+        "model_dir": result.last_dir, "final_losses": last,
         "weights": vars(weights or DistillWeights.general()),
-        "train_wall_seconds": round(result.wall_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - started, 2), "command": command,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
+        **run_record(result, None, out, started, command, max_length=max_length, batch_size=batch_size),
     }
-    _write_json(out / RESULTS_NAME, results)
+    write_json(out / RESULTS_NAME, results)
     return results

@@ -28,7 +28,7 @@ from ..checkpoint import load_model, save_model
 from ..config import PRESETS, preset
 from ..model import HEADS, SqueezeBertPreTrainedModel
 from ..tokenizer import Tokenizer
-from ..train.loop import ShuffledBatches, Trainer, TrainingArgs
+from ..train.loop import ShuffledBatches, Trainer, TrainingArgs, TrainResult
 from .tasks import TaskData, canonical_task, load_task
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def _model_labels(model_dir: Path, task: str) -> dict[str, Any]:
     return {"labels": [id2label[k] for k in sorted(id2label, key=int)]} if id2label else {}
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
+    """Written to a temporary sibling and renamed: a results file is never half-written."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -101,6 +102,33 @@ def _write_json(path: Path, value: Any) -> None:
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def evaluations(result: TrainResult, data: TaskData) -> tuple[list[dict], dict | None]:
+    """Every evaluation a run logged (metrics + step), and the one that gave its best metric (None without dev)."""
+    evals = [{k[len("eval_"):]: v for k, v in row.items() if k.startswith("eval_")} | {"step": row["step"]}
+             for row in result.history if row.get("eval")]
+    best = next((row for row in evals if data.evals and row.get(data.metric) == result.best_metric), None)
+    return evals, best
+
+
+def run_record(result: TrainResult, data: TaskData | None, out: Path, started: float, command: str | None,
+               **settings: Any) -> dict[str, Any]:
+    """The fields every training recipe's results.json ends with: costs, data sizes, settings, provenance."""
+    record: dict[str, Any] = {"steps": result.steps, "epochs": round(result.epochs_done, 4),
+                              "stopped_early": result.stopped_early,
+                              "train_wall_seconds": round(result.wall_seconds, 2),
+                              "wall_seconds": round(time.perf_counter() - started, 2)}
+    if data is not None:
+        record |= {"train_examples": len(data.train),  # features (QA: windows)
+                   "eval_examples": {split: len(examples) for split, examples in data.examples.items()},
+                   "files": data.files}
+    return record | settings | {
+        "training_args": json.loads((out / "trainer_args.json").read_text()),
+        "command": command,
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the flows
@@ -142,9 +170,7 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
     )
     result = trainer.train(resume=resume)
 
-    evals = [{k[len("eval_"):]: v for k, v in row.items() if k.startswith("eval_")} | {"step": row["step"]}
-             for row in result.history if row.get("eval")]
-    best = next((row for row in evals if has_dev and row.get(data.metric) == result.best_metric), None)
+    evals, best = evaluations(result, data)
     results = {
         "task": data.name,
         "model": str(model),
@@ -154,22 +180,9 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
         "best_step": best["step"] if best else None,
         "dev": {k: v for k, v in best.items() if k != "step"} if best else None,
         "last_eval": evals[-1] if evals else None,
-        "steps": result.steps,
-        "epochs": round(result.epochs_done, 4),
-        "stopped_early": result.stopped_early,
-        "train_wall_seconds": round(result.wall_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "train_examples": len(data.train),  # features (QA: windows)
-        "eval_examples": {split: len(examples) for split, examples in data.examples.items()},
-        "files": data.files,
-        "max_length": max_length,
-        "batch_size": batch_size,
-        "training_args": json.loads((out / "trainer_args.json").read_text()),
-        "command": command,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size),
     }
-    _write_json(out / RESULTS_NAME, results)
+    write_json(out / RESULTS_NAME, results)
     return results
 
 

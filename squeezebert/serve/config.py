@@ -27,8 +27,9 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20  # request body size (413 beyond)
     timeout_s: float = 30.0  # per request, from when its handler starts, queueing included (504 beyond)
     # connections + requests in progress before uvicorn itself answers 503 (cheaply, before the app: bounds the
-    # backlog the event loop carries under overload); None: no limit
-    max_connections: int | None = None
+    # backlog the event loop carries under overload, so accepted requests keep a bounded latency; measured in
+    # docs/serving.md: without a limit, 10x overload left accepted requests waiting past the timeout); None: no limit
+    max_connections: int | None = 512
     embeddings: bool = True  # also serve /v1/embeddings from the encoder of a task model
 
     def __post_init__(self) -> None:
