@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from squeezebert import HEADS, preset
+from helpers import perturbed
+
 from squeezebert.cli import main
 from squeezebert.export import (FP32_TOLERANCE, INT8_MIN_COSINE, TRACE_SHAPE, check_onnx, example_inputs,
                                 export, export_onnx, export_program, onnx_session)
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[export]')")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install '.[export]')")
-
-
-def perturbed(head: str = "base", **changes):
-    """A tiny model whose weights are not at their init values (zero biases would hide a wrong bias path)."""
-    torch.manual_seed(0)
-    model = HEADS[head](preset("tiny", **changes)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from squeezebert import HEADS, preset
+from helpers import perturbed
+
 from squeezebert.infer.fast import (BF16Projection, FbgemmInt8Projection, Int8Projection, convert, for_inference,
                                     stack_projections)
 from squeezebert.model import GroupedProjection
@@ -13,15 +14,6 @@ from squeezebert.model import GroupedProjection
 # Max abs difference from fp32 on tiny models with ~unit-scale activations (LayerNorm outputs):
 # fp32 compiled only reorders float sums; bf16 keeps 8 mantissa bits in the products; int8 adds quantisation.
 TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "int8": 6e-2}
-
-
-def perturbed(head: str = "base", **changes):
-    torch.manual_seed(0)
-    model = HEADS[head](preset("tiny", **changes)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
 
 
 def padded_batch(b=3, s=21, vocab=1000):

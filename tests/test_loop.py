@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from safetensors.torch import load_file
 
 from squeezebert.train.loop import (ShuffledBatches, Trainer, TrainingArgs, TrainingError, parameter_groups,
                                     schedule_factor)
+from helpers import kill_after_checkpoint
 from train_job import collate, run, tiny_model, toy_features
 
 HERE = Path(__file__).parent
@@ -162,16 +160,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_parameters(tmp_path
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, str(HERE / "train_job.py"), str(out), str(steps), "0.05"], env=env)
-    latest = out / "checkpoints" / "latest"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if latest.exists() and latest.read_text().strip() >= "step-000006":
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the job finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = latest.read_text().strip()
+    killed_at = kill_after_checkpoint(proc, out / "checkpoints" / "latest", 6)
     assert killed_at < f"step-{steps:06d}"
     resumed = run(str(out), steps)
     assert_same_params(params(reference.model), params(resumed.model))

@@ -8,17 +8,17 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from helpers import kill_after_checkpoint
 
 from squeezebert.data.pretraining import (MaskingConfig, PretrainingBatches, make_pairs, mask_tokens,
                                           split_sentences)
@@ -334,16 +334,8 @@ def test_sigkill_mid_run_then_restart_equals_the_uninterrupted_run(tmp_path, cor
     config_path = write_config(tmp_path / "killed.json", killed)
     proc = subprocess.Popen([sys.executable, "-c", JOB, str(config_path)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    latest = tmp_path / "killed" / "phase1" / "checkpoints" / "latest"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if latest.exists() and latest.read_text().strip() >= "step-000006":
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the job finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert latest.read_text().strip() < f"step-{steps:06d}"
+    killed_at = kill_after_checkpoint(proc, tmp_path / "killed" / "phase1" / "checkpoints" / "latest", 6)
+    assert killed_at < f"step-{steps:06d}"
     assert not (tmp_path / "killed" / "phase1" / "done.json").exists()
     pretrain(load_config(config_path))                          # resume=True: picks up the last checkpoint
     a, b = final_weights(tmp_path / "reference"), final_weights(tmp_path / "killed")
