@@ -214,18 +214,29 @@ def check_onnx(model: SqueezeBertPreTrainedModel, path: str | Path, int8: bool =
     each whole output to fp32 is >= INT8_MIN_COSINE."""
     session = onnx_session(path)
     names = [o.name for o in session.get_outputs()]
+
+    def run(ids: Tensor, mask: Tensor, types: Tensor) -> list[Tensor]:
+        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        return [torch.from_numpy(x) for x in session.run(names, feed)]
+
+    return parity_rows(model, names, run, "ONNX", int8, shapes)
+
+
+def parity_rows(model: SqueezeBertPreTrainedModel, names: list[str], run: Any, what: str, int8: bool = False,
+                shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES) -> list[dict[str, Any]]:
+    """Compare an exported program (``run(ids, mask, types)`` -> its outputs, in ``names`` order) with the model
+    on padded batches of several shapes; one row per shape and output. A shape mismatch means an axis was baked
+    in at export: an error, not a row."""
     rows = []
     for batch, seq in shapes:
         seq = min(seq, model.config.max_position_embeddings)
         ids, mask, types = example_inputs(model.config, batch, seq, seed=1)
-        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
-        got = dict(zip(names, session.run(names, feed)))
         with torch.no_grad():
-            ref = model.eval()(ids, mask, types)
-        for name in names:
-            a, b = torch.from_numpy(got[name]), getattr(ref, name).float()
+            got, ref = run(ids, mask, types), model.eval()(ids, mask, types)
+        for name, a in zip(names, got):
+            b = getattr(ref, name).float()
             if a.shape != b.shape:
-                raise ValueError(f"ONNX output {name} has shape {tuple(a.shape)} at input {batch}x{seq}, "
+                raise ValueError(f"{what} output {name} has shape {tuple(a.shape)} at input {batch}x{seq}, "
                                  f"PyTorch {tuple(b.shape)}: an axis was not exported as dynamic")
             if a.dim() == 3 or name in ("start_logits", "end_logits"):  # padded positions are not compared
                 a, b = a[mask.bool()], b[mask.bool()]
@@ -261,21 +272,7 @@ def export_program(model: SqueezeBertPreTrainedModel, out: str | Path, check: bo
     rows = []
     if check:
         loaded = torch.export.load(io.BytesIO(data)).module()
-        for b, s in CHECK_SHAPES:
-            s = min(s, model.config.max_position_embeddings)
-            ids, mask, types = example_inputs(model.config, b, s, seed=1)
-            with torch.no_grad():
-                got, ref = loaded(ids, mask, types), model.eval()(ids, mask, types)
-            for name, a in zip(wrapper.output_names, got):
-                r = getattr(ref, name)
-                if a.shape != r.shape:
-                    raise ValueError(f"exported output {name} has shape {tuple(a.shape)} at input {b}x{s}, "
-                                     f"PyTorch {tuple(r.shape)}: an axis was not exported as dynamic")
-                if a.dim() == 3 or name in ("start_logits", "end_logits"):
-                    a, r = a[mask.bool()], r[mask.bool()]
-                diff, cos = _compare(a, r)
-                rows.append({"shape": [b, s], "output": name, "max_abs_diff": diff, "cosine": cos,
-                             "ok": diff <= FP32_TOLERANCE})
+        rows = parity_rows(model, list(wrapper.output_names), loaded, "torch.export")
     report = ExportReport(str(out), "pt2", False, list(wrapper.output_names), len(data) / 1e6, rows)
     if any(not r["ok"] for r in rows):
         raise ValueError(f"torch.export parity check failed; nothing written to {out}\n{report.summary()}")
@@ -310,17 +307,8 @@ def export_pte(model: SqueezeBertPreTrainedModel, out: str | Path, check: bool =
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / "m.pte").write_bytes(data)
             method = Runtime.get().load_program(str(Path(d) / "m.pte")).load_method("forward")
-            for b, s in CHECK_SHAPES:
-                ids, mask, types = example_inputs(model.config, b, min(s, model.config.max_position_embeddings), 1)
-                with torch.no_grad():
-                    ref = model.eval()(ids, mask, types)
-                for name, a in zip(wrapper.output_names, method.execute([ids, mask, types])):
-                    r = getattr(ref, name)
-                    if a.dim() == 3 or name in ("start_logits", "end_logits"):
-                        a, r = a[mask.bool()], r[mask.bool()]
-                    diff, cos = _compare(a, r)
-                    rows.append({"shape": [b, s], "output": name, "max_abs_diff": diff, "cosine": cos,
-                                 "ok": diff <= FP32_TOLERANCE})
+            rows = parity_rows(model, list(wrapper.output_names), lambda *inputs: method.execute(list(inputs)),
+                               "ExecuTorch")
     report = ExportReport(str(out), "pte", False, list(wrapper.output_names), len(data) / 1e6, rows)
     if any(not r["ok"] for r in rows):
         raise ValueError(f"ExecuTorch parity check failed; nothing written to {out}\n{report.summary()}")
