@@ -7,7 +7,7 @@
 ``squeeze-error``: relative error of the squeezed model's last hidden states (and logits) against the teacher on
 200 SST-2 dev sentences, for each squeeze variant (diagonal blocks; + folded permutations; + least-squares fit on
 256 SST-2 train sentences). ``evaluate``: dev metric of teacher, student fp32 and student int8 (same run).
-``speed``: median latency at batch 1 x 128 of teacher and student (fp32, int8), rounds interleaved.
+``speed``: median latency at batch 1 x 128 of teacher and student (fp32, int8, ONNX), rounds interleaved.
 The distillation runs themselves are ``squeezebert distill`` commands, listed with their results in
 docs/results.md ("Distillation"). Every sub-command prints JSON and writes it to ``--json`` when given.
 """
@@ -86,6 +86,16 @@ def speed(args: argparse.Namespace) -> dict:
     if args.int8:  # int8 runs fast only with AVX512-VNNI (torch._int_mm); elsewhere it is far slower than fp32
         paths |= {"teacher int8": for_inference(teacher, "int8", compile=args.compile),
                   "student int8": for_inference(student, "int8", compile=args.compile)}
+    if args.onnx:  # both exported by `squeezebert export` and run by onnxruntime (fp32 and dynamic int8)
+        from squeezebert.bench import onnx_runner
+        from squeezebert.export import export_onnx
+
+        work = Path(args.onnx)
+        for name, model in (("teacher", teacher), ("student", student)):
+            for int8 in (False, True):
+                file = work / f"{name}{'-int8' if int8 else ''}.onnx"
+                export_onnx(model, file, int8=int8, check=False)
+                paths[f"{name} onnx {'int8' if int8 else 'fp32'}"] = onnx_runner(file, args.threads)
     ids = torch.randint(1000, 20000, (1, 128), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     times: dict[str, list[float]] = {k: [] for k in paths}
@@ -101,6 +111,11 @@ def speed(args: argparse.Namespace) -> dict:
     med = {k: round(statistics.median(v), 2) for k, v in times.items()}
     result = {"median_ms_1x128": med, "rounds": args.rounds, "threads": args.threads, "compiled": args.compile,
               "student_speedup_fp32": round(med["teacher fp32"] / med["student fp32"], 2)}
+    if args.onnx:
+        result |= {f"student_speedup_onnx_{p}": round(med[f"teacher onnx {p}"] / med[f"student onnx {p}"], 2)
+                   for p in ("fp32", "int8")}
+        result["student_onnx_int8_vs_teacher_fastest"] = round(
+            min(v for k, v in med.items() if k.startswith("teacher")) / med["student onnx int8"], 2)
     if args.int8:
         result |= {"student_int8_speedup_vs_teacher_fp32": round(med["teacher fp32"] / med["student int8"], 2),
                    "student_speedup_int8_vs_teacher_int8": round(med["teacher int8"] / med["student int8"], 2)}
@@ -126,6 +141,7 @@ def main() -> int:
             p.add_argument("--rounds", type=int, default=30)
             p.add_argument("--compile", action="store_true")
             p.add_argument("--int8", action="store_true", help="also time the int8 paths")
+            p.add_argument("--onnx", metavar="DIR", help="also export both to ONNX (fp32, int8) in DIR and time them")
     args = parser.parse_args()
     started = time.time()
     result = {"squeeze-error": squeeze_error, "evaluate": evaluate, "speed": speed}[args.command](args)

@@ -4,7 +4,9 @@ The pipeline (ALBERT/SqueezeBERT's objective, BERT's recipe for building instanc
 
 1. **Units.** Every corpus file is cut into byte ranges of ``part_bytes`` (a line belongs to the unit it starts in),
    so one big file still spreads over many readers and memory stays bounded by one unit. ``.tsv`` files with a
-   ``text`` column contribute that column, one document per row.
+   ``text`` column contribute that column, one document per row. ``hf:`` entries name Hugging Face ``datasets``
+   corpora (saved to disk, memory-mapped, or streaming); their rows are documents and their units are row ranges
+   or shards (:mod:`squeezebert.data.hf_corpus`).
 2. **Streams.** Units are dealt (seeded, balanced by bytes) to ``streams`` independent readers. Each stream loops
    over its units forever, reshuffling them every pass, and emits examples through a seeded shuffle buffer.
    Rank ``r`` of ``W`` runs the streams ``s`` with ``s % W == r`` only (real sharding: each rank reads and tokenises
@@ -41,6 +43,7 @@ import torch
 from torch import Tensor
 
 from ..tokenizer import Tokenizer
+from .hf_corpus import is_hf, open_dataset, plan_hf_units, read_hf_rows
 
 DOCUMENT_MODES = ("block", "paragraph", "line")
 IGNORE_INDEX = -100
@@ -63,30 +66,45 @@ def split_sentences(text: str) -> list[str]:
 
 
 def expand_corpus(patterns: Sequence[str]) -> list[str]:
-    """Files and globs -> a sorted, de-duplicated list of files; a pattern matching nothing is an error."""
+    """Files and globs -> a sorted, de-duplicated list of files; a pattern matching nothing is an error.
+
+    ``hf:`` entries (datasets) are kept as they are, after the files, and opened once here so a bad one fails now.
+    """
     files: list[str] = []
-    for pattern in patterns:
+    datasets = [p for p in patterns if is_hf(p)]
+    for entry in datasets:
+        open_dataset(entry)
+    for pattern in (p for p in patterns if not is_hf(p)):
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
         matches = [m for m in matches if os.path.isfile(m)]
         if not matches:
             raise FileNotFoundError(f"corpus: {pattern!r} matches no file")
         files += matches
-    return sorted(dict.fromkeys(files))
+    return sorted(dict.fromkeys(files)) + list(dict.fromkeys(datasets))
 
 
 @dataclass(frozen=True)
 class Unit:
-    """A byte range of one corpus file; ``column`` is the text column of a .tsv file (None for plain text)."""
+    """A byte range of one corpus file; ``column`` is the text column of a .tsv file (None for plain text).
+
+    For an ``hf:`` dataset (``path`` is the entry): ``kind`` "rows" is the row range [start, end), "shard" is shard
+    number ``start`` of a streaming dataset.
+    """
 
     path: str
     start: int
     end: int
     column: int | None = None
+    kind: str = "file"
 
 
 def plan_units(files: Sequence[str], part_bytes: int) -> list[Unit]:
     units = []
     for path in files:
+        if is_hf(path):
+            units += [Unit(path, start, end, kind="shard" if shard else "rows")
+                      for start, end, shard in plan_hf_units(path)]
+            continue
         size = os.path.getsize(path)
         column = None
         if path.endswith(".tsv"):
@@ -122,9 +140,26 @@ def read_unit_lines(unit: Unit) -> list[str]:
 
 
 def unit_documents(unit: Unit, mode: str) -> list[list[str]]:
-    """A unit's text as documents, each a list of sentences."""
+    """A file unit's text as documents, each a list of sentences."""
     lines = read_unit_lines(unit)
-    if mode == "line" or unit.column is not None:
+    if unit.column is not None:
+        return [split_sentences(line) for line in lines if line.strip()]
+    return lines_to_documents(lines, mode)
+
+
+def unit_document_chunks(unit: Unit, mode: str) -> Iterator[list[list[str]]]:
+    """A unit's documents in chunks (a file unit is one chunk; a dataset unit is read ``rows`` rows at a time)."""
+    if unit.kind == "file":
+        yield unit_documents(unit, mode)
+        return
+    for texts in read_hf_rows(unit.path, unit.start, unit.end, unit.kind == "shard"):
+        # A row is a document: ``mode`` applies inside it (paragraph: blank-line-separated parts; line: each line).
+        yield [doc for text in texts for doc in lines_to_documents(text.splitlines(), mode)]
+
+
+def lines_to_documents(lines: list[str], mode: str) -> list[list[str]]:
+    """Lines of text -> documents (block: all of them; paragraph: split at blank lines; line: one each)."""
+    if mode == "line":
         return [split_sentences(line) for line in lines if line.strip()]
     paragraphs, current = [], []
     for line in lines + [""]:
@@ -327,7 +362,8 @@ class PretrainingBatches:
         units = plan_units(self.files, part_bytes)
         if len(units) < streams:
             raise ValueError(f"pretraining data: {len(units)} unit(s) of {part_bytes} bytes from {len(self.files)} "
-                             f"file(s) cannot feed {streams} streams; lower streams or part_bytes")
+                             f"file(s) cannot feed {streams} streams; lower streams or part_bytes (an hf: "
+                             "entry: rows; a streaming one gives one unit per shard)")
         self.stream_units = _deal(units, streams, seed)
         self.mine = [s for s in range(streams) if s % world_size == rank]
         self.per_stream = batch_size // len(self.mine)
@@ -338,17 +374,17 @@ class PretrainingBatches:
 
     # ---- text -> examples ---------------------------------------------------------------------------------------
     def tokenize_documents(self, unit: Unit) -> Iterator[list[list[int]]]:
-        docs = unit_documents(unit, self.documents)
-        flat = [s for d in docs for s in d]
-        if not flat:
-            return
         backend = self.tokenizer.backend
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets: faster, same ids
-        encoded = encode(flat, add_special_tokens=False)
-        i = 0
-        for d in docs:
-            yield [e.ids for e in encoded[i:i + len(d)]]
-            i += len(d)
+        for docs in unit_document_chunks(unit, self.documents):
+            flat = [s for d in docs for s in d]
+            if not flat:
+                continue
+            encoded = encode(flat, add_special_tokens=False)
+            i = 0
+            for d in docs:
+                yield [e.ids for e in encoded[i:i + len(d)]]
+                i += len(d)
 
     def _streams(self) -> list[Iterator[Example]]:
         """This rank's stream iterators, fast-forwarded past the examples already consumed."""
@@ -448,4 +484,4 @@ def fixed_batches(files: Sequence[str], tokenizer: Tokenizer, seq_len: int, exam
 
 __all__ = ["DOCUMENT_MODES", "Example", "MaskingConfig", "PretrainingBatches", "Unit", "expand_corpus",
            "fixed_batches", "make_pairs", "mask_tokens", "plan_units", "read_unit_lines", "split_sentences",
-           "unit_documents"]
+           "lines_to_documents", "unit_document_chunks", "unit_documents"]

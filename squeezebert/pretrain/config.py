@@ -49,7 +49,7 @@ class PhaseConfig:
 
 @dataclass
 class PretrainConfig:
-    corpus: list[str] = field(default_factory=list)   # files or globs of plain text (.tsv: the 'text' column)
+    corpus: list[str] = field(default_factory=list)   # files/globs of text (.tsv: 'text' column), hf: datasets
     vocab: str = ""                                   # vocab.txt or a tokenizer directory
     output_dir: str = "out/pretrain"
     phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])
