@@ -68,9 +68,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     task = load_task(args.task, data, Tokenizer.from_pretrained(args.student), max_length=args.max_length,
                      limit_train=0)
     result = {}
-    for name, model in (("teacher fp32", teacher), ("student fp32", student),
-                        ("student int8", for_inference(student, "int8", compile=False)),
-                        ("teacher int8", for_inference(teacher, "int8", compile=False))):
+    models = [("student fp32", student), ("student int8", for_inference(student, "int8", compile=False))]
+    if not args.student_only:
+        models = [("teacher fp32", teacher), *models, ("teacher int8", for_inference(teacher, "int8", compile=False))]
+    for name, model in models:
         start = time.perf_counter()
         result[name] = task.evaluate(model)
         result[name]["seconds"] = round(time.perf_counter() - start, 1)
@@ -136,6 +137,7 @@ def main() -> int:
             p.add_argument("--task", default="sst2")
             p.add_argument("--data", default="SST-2", help="folder under ../shared/data/glue")
             p.add_argument("--max-length", type=int, default=64)
+            p.add_argument("--student-only", action="store_true", help="student fp32 and int8 only")
         if name == "speed":
             p.add_argument("--threads", type=int, default=2)
             p.add_argument("--rounds", type=int, default=30)
