@@ -124,13 +124,12 @@ def gemm_probe(rounds: int = 20, features: dict[str, Any] | None = None) -> dict
 
 
 def onnx_runner(path: Path, threads: int) -> Runner:
-    from .export import onnx_session
+    from .export import onnx_feed, onnx_session
 
     session = onnx_session(path, threads)
 
     def run(ids: torch.Tensor, mask: torch.Tensor) -> Any:
-        return session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                  "token_type_ids": torch.zeros_like(ids).numpy()})
+        return session.run(None, onnx_feed(ids, mask))
 
     return run
 
@@ -139,9 +138,7 @@ def onnx_paths(model: Any, work_dir: Path, threads: int, params: int, flops: Cal
     """Our model exported to ONNX (fp32 and dynamic int8) and run by onnxruntime; none when it is not installed.
     The export's own parity check is skipped here (tests and ``squeezebert export`` run it); ``agreement``
     measures the int8 graph against fp32."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    if not _has_onnxruntime():
         log.warning("onnxruntime is not installed (pip install '.[export]'): no ONNX paths")
         return []
     from .export import export_onnx
@@ -293,9 +290,9 @@ def _has_onnxruntime() -> bool:
 def _onnx_outputs(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(logits, last hidden state) with the encoder exported to ONNX fp32 and int8 and run by onnxruntime; the
     logits apply the model's own (fp32) classifier to the ONNX pooler output, one export per precision not two."""
-    from .export import export_onnx, onnx_session
+    from .export import export_onnx, onnx_feed, onnx_session
 
-    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": torch.zeros_like(ids).numpy()}
+    feed = onnx_feed(ids, mask)
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for int8 in (False, True):

@@ -195,6 +195,12 @@ def quantize_onnx(data: bytes) -> bytes:
         return dst.read_bytes()
 
 
+def onnx_feed(ids: Tensor, mask: Tensor, types: Tensor | None = None) -> dict[str, Any]:
+    """The exported graph's inputs as numpy arrays (token types all 0 when not given)."""
+    types = torch.zeros_like(ids) if types is None else types
+    return {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+
+
 def onnx_session(path: str | Path, threads: int | None = None):
     """An onnxruntime CPU session with all graph optimisations; ``threads`` intra-op threads (None: all cores)."""
     import onnxruntime as ort
@@ -216,8 +222,7 @@ def check_onnx(model: SqueezeBertPreTrainedModel, path: str | Path, int8: bool =
     names = [o.name for o in session.get_outputs()]
 
     def run(ids: Tensor, mask: Tensor, types: Tensor) -> list[Tensor]:
-        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
-        return [torch.from_numpy(x) for x in session.run(names, feed)]
+        return [torch.from_numpy(x) for x in session.run(names, onnx_feed(ids, mask, types))]
 
     return parity_rows(model, names, run, "ONNX", int8, shapes)
 

@@ -11,13 +11,13 @@ import torch
 from squeezebert import HEADS, preset
 
 
-def perturbed(head: str = "base", **changes):
+def perturbed(head: str = "base", scale: float = 0.05, **changes):
     """A tiny model whose weights are not at their init values (zero biases would hide a wrong bias path)."""
     torch.manual_seed(0)
     model = HEADS[head](preset("tiny", **changes)).eval()
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+            p.add_(torch.randn_like(p) * scale)
     return model
 
 

@@ -8,17 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import helpers
+
 from squeezebert import HEADS, preset
 from squeezebert.checkpoint import CheckpointError, load_model, save_model
 
 
 def perturbed(head: str, **config_changes):
-    torch.manual_seed(0)
-    model = HEADS[head](preset("tiny", **config_changes)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model
+    return helpers.perturbed(head, scale=0.02, **config_changes)
 
 
 def forward(model, length=9):

@@ -141,10 +141,7 @@ def read_unit_lines(unit: Unit) -> list[str]:
 
 def unit_documents(unit: Unit, mode: str) -> list[list[str]]:
     """A file unit's text as documents, each a list of sentences."""
-    lines = read_unit_lines(unit)
-    if unit.column is not None:
-        return [split_sentences(line) for line in lines if line.strip()]
-    return lines_to_documents(lines, mode)
+    return lines_to_documents(read_unit_lines(unit), "line" if unit.column is not None else mode)
 
 
 def unit_document_chunks(unit: Unit, mode: str) -> Iterator[list[list[str]]]:
