@@ -1,12 +1,14 @@
 """Does pretraining help? Fine-tune a pretrained model and the same model from scratch, same flags, several seeds.
 
-    .venv/bin/python benchmarks/pretrain_transfer.py --pretrained out/pretrain-small-cpu/final \
-        --scratch out/pretrain-small-cpu-scratch [--tasks sst2-2k,mrpc] [--seeds 1,2] [--out out/pretrain-ft]
+    .venv/bin/python benchmarks/pretrain_transfer.py --model scratch=out/pretrain-small-cpu-scratch \
+        --model pretrained=out/pretrain-small-cpu/final [--tasks sst2-2k,mrpc] [--seeds 1,2] [--out out/pretrain-ft]
 
-The scratch model is the pretraining config's initial weights (``build_model`` with the config's seed, saved before
-any step), so the two runs differ only by pretraining. Each (setting, model, seed) writes ``OUT/<setting>-<model>-s<seed>/``;
-the table (dev metric per seed, mean, difference) is printed and written to ``OUT/transfer.md`` / ``transfer.json``.
-A run whose ``results.json`` exists is read, not redone, so ``--models scratch`` can go first while pretraining runs.
+The first ``--model`` is the baseline every other one is compared with. The scratch model is the pretraining config's
+initial weights (``squeezebert pretrain --config F --save-initial DIR``: the config's seed, no step taken), so the
+two runs differ only by pretraining. Each (setting, model, seed) writes ``OUT/<setting>-<model>-s<seed>/``; the
+table (dev metric per seed, mean, difference from the baseline) is printed and written to ``OUT/transfer.md`` /
+``transfer.json``. A run whose ``results.json`` exists is read, not redone, so ``--run scratch`` can go first while
+pretraining runs.
 """
 
 from __future__ import annotations
@@ -36,15 +38,19 @@ COMMON = dict(batch_size=32, lr=3e-4, warmup=0.1, progress=False)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pretrained", required=True)
-    parser.add_argument("--scratch", required=True)
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
+                        help="a model to fine-tune (repeat; the first is the baseline)")
     parser.add_argument("--tasks", default="sst2-2k,mrpc", help=f"settings, of {list(TASKS)}")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--out", default="out/pretrain-ft")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", default="scratch,pretrained", help="which to fine-tune now (the table uses all "
-                        "finished runs)")
+    parser.add_argument("--run", help="names of the models to fine-tune now (default: all; the table uses every "
+                        "finished run)")
     args = parser.parse_args()
+    if any("=" not in spec for spec in args.model) or len({s.split("=", 1)[0] for s in args.model}) < 2:
+        parser.error("give at least two --model NAME=DIR (the first is the baseline)")
+    models = dict(spec.split("=", 1) for spec in args.model)
+    to_run = args.run.split(",") if args.run else list(models)
     root = shared_data_dir()
     if root is None:
         sys.exit("needs ../shared/data (GLUE)")
@@ -54,11 +60,11 @@ def main() -> int:
     for task in args.tasks.split(","):
         name_of_task, folder, metrics, flags = TASKS[task]
         for seed in (int(s) for s in args.seeds.split(",")):
-            for name, model in (("scratch", args.scratch), ("pretrained", args.pretrained)):
+            for name, model in models.items():
                 run_dir = out / f"{task}-{name}-s{seed}"
                 if (run_dir / "results.json").exists():
                     result = json.loads((run_dir / "results.json").read_text())
-                elif name in args.models.split(","):
+                elif name in to_run:
                     result = finetune(model, name_of_task, root / folder, run_dir, resume=False, seed=seed, **COMMON,
                                       **flags)
                 else:
@@ -67,24 +73,25 @@ def main() -> int:
                        **{m: round(result["dev"][m], 4) for m in metrics}}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    lines = ["| setting | metric | from scratch (per seed) | pretrained (per seed) | mean scratch | mean pretrained | "
-             "difference |", "|---|---|---|---|---|---|---|"]
+    names = list(models)
+    base = names[0]
+    lines = ["| setting | metric | " + " | ".join(f"{n} (per seed; mean)" for n in names) + " | "
+             + " | ".join(f"{n} - {base}" for n in names[1:]) + " |", "|---" * (2 + 2 * len(names) - 1) + "|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         for metric in TASKS[task][2]:
-            got = {n: [r[metric] for r in rows if r["task"] == task and r["model"] == n]
-                   for n in ("scratch", "pretrained")}
+            got = {n: [r[metric] for r in rows if r["task"] == task and r["model"] == n] for n in names}
             if not all(got.values()):
                 continue
             mean = {n: statistics.mean(v) for n, v in got.items()}
-            lines.append(f"| {task} | {metric} | {' / '.join(f'{v:.4f}' for v in got['scratch'])} | "
-                         f"{' / '.join(f'{v:.4f}' for v in got['pretrained'])} | {mean['scratch']:.4f} | "
-                         f"{mean['pretrained']:.4f} | {mean['pretrained'] - mean['scratch']:+.4f} |")
+            cells = [f"{' / '.join(f'{v:.4f}' for v in got[n])}; {mean[n]:.4f}" for n in names]
+            diffs = [f"{mean[n] - mean[base]:+.4f}" for n in names[1:]]
+            lines.append(f"| {task} | {metric} | " + " | ".join(cells + diffs) + " |")
     table = "\n".join(lines)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "transfer.md").write_text(table + "\n")
-    record = {"rows": rows, "flags": {t: {**COMMON, **TASKS[t][3]} for t in TASKS}, "pretrained": args.pretrained,
-              "scratch": args.scratch, "machine": platform.processor() or platform.machine(),
+    record = {"rows": rows, "flags": {t: {**COMMON, **TASKS[t][3]} for t in TASKS}, "models": models,
+              "machine": platform.processor() or platform.machine(),
               "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": " ".join(sys.argv)}
     (out / "transfer.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -336,11 +336,16 @@ def pretrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. output_dir=out/x phases.0.steps=100 phases.*.micro_batch=8 "
                         "model.num_hidden_layers=4")
+    p.add_argument("--save-initial", metavar="DIR", help="only write the initial weights (the config's seed, no step "
+                                                        "taken) to DIR: the from-scratch baseline for fine-tuning")
 
 
 def pretrain_run(args: argparse.Namespace) -> int:
-    from .pretrain import load_config, pretrain
+    from .pretrain import load_config, pretrain, save_initial
 
+    if args.save_initial:
+        print(f"wrote {save_initial(load_config(args.config, args.overrides), args.save_initial)}")
+        return 0
     result = pretrain(load_config(args.config, args.overrides))
     for phase in result["phases"]:
         print(json.dumps(phase))

@@ -22,7 +22,8 @@ from helpers import kill_after_checkpoint
 
 from squeezebert.data.pretraining import (MaskingConfig, PretrainingBatches, make_pairs, mask_tokens,
                                           split_sentences)
-from squeezebert.pretrain import PretrainConfigError, load_config, pretrain
+from squeezebert.cli import main
+from squeezebert.pretrain import PretrainConfigError, load_config, pretrain, save_initial
 from squeezebert.tokenizer import Tokenizer
 from squeezebert.train.loop import TrainingError
 
@@ -216,7 +217,7 @@ def test_shipped_configs_load():
     assert [(p.seq_len, p.steps, p.global_batch, p.lr) for p in paper.phases] == [(128, 56000, 8192, 2.5e-3),
                                                                                  (512, 6000, 8192, 2.5e-3)]
     assert paper.optimizer == "lamb" and paper.phases[0].warmup == 0.28
-    for name in ("pretrain-tiny.toml", "pretrain-small-cpu.toml"):
+    for name in ("pretrain-tiny.toml", "pretrain-small-cpu.toml", "pretrain-minilm-squeezed.toml"):
         assert load_config(root / name).phases
 
 
@@ -241,6 +242,23 @@ def test_two_phases_run_learn_and_resume_skips_finished_work(tmp_path, corpus):
     assert set(second["final_eval"]) == {"mlm_loss", "mlm_acc", "perplexity", "sop_acc"}
     again = pretrain(load_config(write_config(tmp_path / "c.json", config)))
     assert again["phases"][0] == first                         # finished phases are skipped, not redone
+
+
+def test_save_initial_is_the_runs_starting_point(tmp_path, corpus):
+    """The from-scratch baseline of a fine-tuning comparison must be exactly what the run started from: a run
+    initialised from the saved weights ends where the run from a fresh model ends; another seed gives other weights."""
+    config_path = write_config(tmp_path / "c.json", tiny_config(corpus, tmp_path / "fresh"))
+    assert main(["pretrain", "--config", str(config_path), "--save-initial", str(tmp_path / "init")]) == 0
+    assert not (tmp_path / "fresh").exists()                   # only the weights were written, no run
+    save_initial(load_config(config_path, ["seed=7"]), tmp_path / "init-seed7")
+    start, other = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("init", "init-seed7"))
+    assert not torch.equal(start["transformer.embeddings.word_embeddings.weight"],
+                           other["transformer.embeddings.word_embeddings.weight"])
+    pretrain(load_config(config_path))
+    pretrain(load_config(config_path, [f"output_dir={tmp_path / 'from-init'}", f"init_from={tmp_path / 'init'}"]))
+    fresh, from_init = final_weights(tmp_path / "fresh"), final_weights(tmp_path / "from-init")
+    assert fresh.keys() == from_init.keys()
+    assert all(torch.equal(fresh[k], from_init[k]) for k in fresh)
 
 
 def _worker(rank: int, world: int, port: int, config_path: str, report: str) -> None:

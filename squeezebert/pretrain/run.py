@@ -145,6 +145,17 @@ def build_model(config: PretrainConfig, tokenizer: Tokenizer) -> SqueezeBertForP
     return SqueezeBertForPreTraining(model_config)
 
 
+def save_initial(config: PretrainConfig, directory: str | Path) -> Path:
+    """Write the weights a run of ``config`` would start from (same seed, no step taken): the "same model from scratch"
+    that a fine-tuning comparison needs, so the two differ only by pretraining."""
+    config.check()
+    tokenizer = load_tokenizer(config.vocab)
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _save_dir(lambda d: save_model(build_model(config, tokenizer), d, tokenizer=tokenizer), directory)
+    return directory
+
+
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Run every phase (resuming where a previous run stopped); returns the summary also written to summary.json."""
     config.check()
@@ -312,4 +323,4 @@ def plot_pretraining(out: Path, phases: int) -> Path:
     return path
 
 
-__all__ = ["PretrainingObjective", "plot_pretraining", "pretrain", "pretraining_loss", "setup_distributed"]
+__all__ = ["PretrainingObjective", "plot_pretraining", "pretrain", "pretraining_loss", "save_initial", "setup_distributed"]
