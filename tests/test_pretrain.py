@@ -246,9 +246,13 @@ def test_two_phases_run_learn_and_resume_skips_finished_work(tmp_path, corpus):
 
 def test_save_initial_is_the_runs_starting_point(tmp_path, corpus):
     """The from-scratch baseline of a fine-tuning comparison must be exactly what the run started from: a run
-    initialised from the saved weights ends where the run from a fresh model ends; another seed gives other weights."""
+    initialised from the saved weights ends where the run from a fresh model ends; another seed gives other weights.
+    The saved checkpoint has dropout on, so the equality also shows that the config's [model] overrides (dropout off)
+    apply on top of an init_from checkpoint."""
     config_path = write_config(tmp_path / "c.json", tiny_config(corpus, tmp_path / "fresh"))
-    assert main(["pretrain", "--config", str(config_path), "--save-initial", str(tmp_path / "init")]) == 0
+    assert main(["pretrain", "--config", str(config_path), "model.hidden_dropout_prob=0.1",
+                 "model.attention_probs_dropout_prob=0.1", "--save-initial", str(tmp_path / "init")]) == 0
+    assert json.loads((tmp_path / "init" / "config.json").read_text())["hidden_dropout_prob"] == 0.1
     assert not (tmp_path / "fresh").exists()                   # only the weights were written, no run
     save_initial(load_config(config_path, ["seed=7"]), tmp_path / "init-seed7")
     start, other = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("init", "init-seed7"))

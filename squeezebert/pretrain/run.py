@@ -131,8 +131,8 @@ def load_tokenizer(path: str) -> Tokenizer:
 
 
 def build_model(config: PretrainConfig, tokenizer: Tokenizer) -> SqueezeBertForPreTraining:
-    if config.init_from:
-        return load_model(config.init_from, model_class=SqueezeBertForPreTraining).train()
+    if config.init_from:  # [model] overrides apply on top of the checkpoint's config (e.g. dropout)
+        return load_model(config.init_from, model_class=SqueezeBertForPreTraining, **config.model).train()
     model_config = preset(config.model_preset, **config.model)
     if tokenizer.vocab_size > model_config.vocab_size:
         raise PretrainConfigError(f"the vocabulary has {tokenizer.vocab_size} tokens but the model's vocab_size is "
