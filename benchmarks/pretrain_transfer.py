@@ -33,7 +33,8 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...], dict]] = {
     "sst2-8k": ("sst2", "glue/SST-2", ("accuracy",), dict(limit_train=8000, epochs=3, max_length=64)),
     "mrpc": ("mrpc", "glue/MRPC", ("f1", "accuracy"), dict(epochs=3, max_length=128)),  # all 3,668 training pairs
 }
-COMMON = dict(batch_size=32, lr=3e-4, warmup=0.1, progress=False)
+COMMON = dict(batch_size=32, warmup=0.1, progress=False)
+DEFAULT_LR = 3e-4
 
 
 def main() -> int:
@@ -44,6 +45,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--out", default="out/pretrain-ft")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="fine-tuning learning rate, the same for every "
+                        "model (runs and tables at another rate than the default are suffixed -lr<rate>)")
     parser.add_argument("--run", help="names of the models to fine-tune now (default: all; the table uses every "
                         "finished run)")
     args = parser.parse_args()
@@ -56,17 +59,18 @@ def main() -> int:
         sys.exit("needs ../shared/data (GLUE)")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    suffix = "" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}"
     rows = []
     for task in args.tasks.split(","):
         name_of_task, folder, metrics, flags = TASKS[task]
         for seed in (int(s) for s in args.seeds.split(",")):
             for name, model in models.items():
-                run_dir = out / f"{task}-{name}-s{seed}"
+                run_dir = out / f"{task}-{name}-s{seed}{suffix}"
                 if (run_dir / "results.json").exists():
                     result = json.loads((run_dir / "results.json").read_text())
                 elif name in to_run:
-                    result = finetune(model, name_of_task, root / folder, run_dir, resume=False, seed=seed, **COMMON,
-                                      **flags)
+                    result = finetune(model, name_of_task, root / folder, run_dir, resume=False, seed=seed,
+                                      lr=args.lr, **COMMON, **flags)
                 else:
                     continue
                 row = {"task": task, "model": name, "seed": seed, "seconds": round(result["wall_seconds"]),
@@ -89,12 +93,12 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "transfer.md").write_text(table + "\n")
-    record = {"rows": rows, "flags": {t: {**COMMON, **TASKS[t][3]} for t in TASKS}, "models": models,
+    (out / f"transfer{suffix}.md").write_text(table + "\n")
+    record = {"rows": rows, "flags": {t: {**COMMON, "lr": args.lr, **TASKS[t][3]} for t in TASKS}, "models": models,
               "machine": platform.processor() or platform.machine(),
               "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": " ".join(sys.argv)}
-    (out / "transfer.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"transfer{suffix}.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
