@@ -323,4 +323,5 @@ def plot_pretraining(out: Path, phases: int) -> Path:
     return path
 
 
-__all__ = ["PretrainingObjective", "plot_pretraining", "pretrain", "pretraining_loss", "save_initial", "setup_distributed"]
+__all__ = ["PretrainingObjective", "plot_pretraining", "pretrain", "pretraining_loss", "save_initial",
+           "setup_distributed"]
