@@ -47,13 +47,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="fine-tuning learning rate, the same for every "
                         "model (runs and tables at another rate than the default are suffixed -lr<rate>)")
-    parser.add_argument("--run", help="names of the models to fine-tune now (default: all; the table uses every "
-                        "finished run)")
+    parser.add_argument("--run", help="names of the models to fine-tune now (default: all; --run= none, only the "
+                        "table; the table uses every finished run)")
     args = parser.parse_args()
     if any("=" not in spec for spec in args.model) or len({s.split("=", 1)[0] for s in args.model}) < 2:
         parser.error("give at least two --model NAME=DIR (the first is the baseline)")
     models = dict(spec.split("=", 1) for spec in args.model)
-    to_run = args.run.split(",") if args.run else list(models)
+    to_run = list(models) if args.run is None else [n for n in args.run.split(",") if n]
+    if unknown := set(to_run) - set(models):
+        parser.error(f"--run names no --model: {', '.join(sorted(unknown))}")
     root = shared_data_dir()
     if root is None:
         sys.exit("needs ../shared/data (GLUE)")
