@@ -48,6 +48,24 @@ def test_shuffled_batches_cover_each_example_once_and_resume_mid_epoch():
         ShuffledBatches(rows[:20], 4, collate).load_state_dict(state)
 
 
+def test_length_grouped_batches_pad_less_and_still_shuffle():
+    lengths = torch.randint(1, 60, (640,), generator=torch.Generator().manual_seed(0)).tolist()
+    rows = [{"input_ids": [i] * n, "labels": 0} for i, n in enumerate(lengths)]
+    padded = lambda src: sum(b["input_ids"].numel() for b in src)
+    plain, grouped = ShuffledBatches(rows, 8, collate, seed=1), ShuffledBatches(rows, 8, collate, seed=1,
+                                                                                 group_by_length=True)
+    assert padded(grouped) < 0.7 * padded(plain)
+    epochs = []
+    for epoch in range(2):
+        grouped.set_epoch(epoch)
+        epochs.append([b["input_ids"][:, 0].tolist() for b in grouped])
+        assert sorted(i for b in epochs[-1] for i in b) == list(range(640))
+    assert epochs[0] != epochs[1]
+    # batches are not in length order: the windows' batches are reshuffled
+    widths = [max(lengths[i] for i in b) for b in epochs[0]]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
+
+
 def test_rank_slices_make_up_the_global_batch():
     rows = [{"input_ids": [i], "labels": 0} for i in range(22)]
     single = [b["input_ids"][:, 0].tolist() for b in ShuffledBatches(rows, 6, collate, seed=5)]

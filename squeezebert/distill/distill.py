@@ -72,10 +72,11 @@ def load_student(student: str | os.PathLike, teacher: SqueezeBertPreTrainedModel
 
 def _train(student: SqueezeBertPreTrainedModel, teacher: SqueezeBertPreTrainedModel, weights: DistillWeights,
            features: Sequence[dict], collate_fn, tokenizer: Tokenizer, output_dir: Path, batch_size: int,
-           evaluate=None, metric: str | None = None, resume: bool | str = True, **training: Any):
+           evaluate=None, metric: str | None = None, resume: bool | str = True, group_by_length: bool = True,
+           **training: Any):
     loss = DistillLoss(teacher, weights, student.config, teacher.config)
     args = TrainingArgs(output_dir=str(output_dir), metric=metric, **training)
-    batches = ShuffledBatches(features, batch_size, collate_fn, seed=args.seed)
+    batches = ShuffledBatches(features, batch_size, collate_fn, seed=args.seed, group_by_length=group_by_length)
     trainer = Trainer(student, args, batches, evaluate=evaluate, loss_fn=loss,
                       extra_modules={"projections": loss.projections} if len(loss.projections) else None,
                       save_model=lambda m, directory: save_model(m, directory, tokenizer=tokenizer))

@@ -138,7 +138,7 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
              *, tokenizer: str | os.PathLike | None = None, max_length: int = 128, batch_size: int = 32,
              eval_batch_size: int = 64, limit_train: int | None = None, limit_eval: int | None = None,
              task_options: dict[str, Any] | None = None, resume: bool | str = True, command: str | None = None,
-             **training: Any) -> dict[str, Any]:
+             group_by_length: bool = True, **training: Any) -> dict[str, Any]:
     """Fine-tune ``model`` (a checkpoint directory or a preset name) on ``task`` and return the results dict that
     is also written to ``output_dir/results.json``.
 
@@ -147,6 +147,7 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
     best model is the task's official one (accuracy, F1, MCC, Spearman). ``task_options`` go to
     :func:`~squeezebert.finetune.tasks.load_task` (column names, ``train_file``/``dev_file``, ``doc_stride``...).
     A run whose ``output_dir`` holds a checkpoint resumes from it (``resume=False`` starts over).
+    ``group_by_length`` batches examples of similar length together (see ``ShuffledBatches``): 2-3x less padding.
     """
     started = time.perf_counter()
     out = Path(output_dir)
@@ -162,7 +163,7 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
         log.warning("%s: no dev split found: training without evaluation, the last model is kept", data.name)
         training = {**training, "patience": None}
     args = TrainingArgs(output_dir=str(out), metric=data.metric if has_dev else None, **training)
-    batches = ShuffledBatches(data.train, batch_size, data.collate, seed=args.seed)
+    batches = ShuffledBatches(data.train, batch_size, data.collate, seed=args.seed, group_by_length=group_by_length)
     trainer = Trainer(
         net, args, batches,
         evaluate=(lambda m: data.evaluate(m, "dev", eval_batch_size)) if has_dev else None,
@@ -180,7 +181,8 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
         "best_step": best["step"] if best else None,
         "dev": {k: v for k, v in best.items() if k != "step"} if best else None,
         "last_eval": evals[-1] if evals else None,
-        **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size),
+        **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size,
+                     group_by_length=group_by_length),
     }
     write_json(out / RESULTS_NAME, results)
     return results
