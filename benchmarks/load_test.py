@@ -52,7 +52,7 @@ def reference(model: str, texts: list[str]) -> list[dict]:
     from squeezebert.pipelines import pipeline
 
     torch.set_num_threads(1)
-    return pipeline("text-classification", model)(texts)
+    return pipeline("text-classification", model).run(texts)
 
 
 def correct(got: dict, want: dict) -> bool:

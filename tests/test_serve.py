@@ -112,7 +112,7 @@ def approx(x):
 
 def test_classify_one_text_a_list_and_pairs_match_the_pipeline(checkpoints):
     path = checkpoints["sequence_classification"]
-    direct = pipeline("text-classification", path)
+    direct = pipeline("text-classification", path).run  # our results, as the server gives them
     inputs = ["the movie was good", {"text": "the cat sat", "text_pair": "a dog sat"}, "bad"]
     with client(path) as c:
         one = c.post("/v1/classify", json={"inputs": "the movie was good"})
@@ -137,7 +137,7 @@ def test_entities_have_character_offsets_into_the_text(checkpoints):
         r = c.post("/v1/entities", json={"inputs": [text, "the cat sat"]})
     assert r.status_code == 200, r.text
     body = schemas.TokensResponse.model_validate(r.json())
-    want = pipeline("token-classification", path)(text)
+    want = pipeline("token-classification", path).run(text)
     got = r.json()["results"][0]
     assert [(e["entity"], e["start"], e["end"]) for e in got["entities"]] == \
         [(e["entity"], e["start"], e["end"]) for e in want["entities"]]
@@ -154,7 +154,7 @@ def test_answer_is_a_span_of_the_context(checkpoints):
         many = c.post("/v1/answer", json={"inputs": [QA, QA]})
     assert r.status_code == 200 and many.status_code == 200
     schemas.AnswerResponse.model_validate(r.json())
-    got, want = r.json()["results"][0], pipeline("question-answering", path)(QA)
+    got, want = r.json()["results"][0], pipeline("question-answering", path).run(QA)
     assert (got["answer"], got["start"], got["end"]) == (want["answer"], want["start"], want["end"])
     assert got["answer"] and QA["context"][got["start"]:got["end"]] == got["answer"]
     assert 0 < got["score"] <= 1 and got["truncated"] is False
@@ -163,7 +163,7 @@ def test_answer_is_a_span_of_the_context(checkpoints):
 
 def test_embeddings_pooling_and_normalisation(checkpoints):
     path = checkpoints["base"]
-    direct = pipeline("feature-extraction", path)
+    direct = pipeline("feature-extraction", path).run
     with client(path) as c:
         mean = c.post("/v1/embeddings", json={"inputs": ["the cat sat", "a dog"]})
         cls = c.post("/v1/embeddings", json={"inputs": "the cat sat", "pooling": "cls"})
@@ -332,7 +332,7 @@ def test_full_queue_refuses_at_once_and_accepted_requests_finish(checkpoints):
         first.join(60), second.join(60)
         assert first_box["response"].status_code == 200 and second_box["response"].status_code == 200
         assert gate.sizes == [1, 2]  # the two queued rows ran together: dynamic batching
-        expected = pipeline("text-classification", path)(["the movie was good", "the cat", "a dog sat"])
+        expected = pipeline("text-classification", path).run(["the movie was good", "the cat", "a dog sat"])
         got = first_box["response"].json()["results"] + second_box["response"].json()["results"]
         assert [g["label"] for g in got] == [e["label"] for e in expected]
         assert [g["score"] for g in got] == approx([e["score"] for e in expected])
@@ -440,14 +440,27 @@ def test_serve_command_builds_the_config(checkpoints, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(server, "serve", lambda config, log_level: seen.update(config=config))
+    monkeypatch.setenv("SQUEEZEBERT_API_KEY", "from-the-environment")
     code = cli.main(["serve", str(checkpoints["base"]), "--port", "9001", "--max-batch-size", "1",
                      "--max-queue", "8", "--max-texts", "4", "--timeout", "2.5", "--precision", "bf16",
-                     "--max-connections", "16"])
+                     "--max-requests", "8", "--max-connections", "16", "--idle-timeout", "2", "--read-timeout", "3",
+                     "--cors-origin", "https://a.example", "--cors-origin", "https://b.example",
+                     "--allowed-host", "api.example.com"])
     assert code == 0
     c = seen["config"]
-    assert (c.port, c.max_batch_size, c.max_queue, c.max_texts, c.timeout_s, c.precision, c.max_connections) == \
-        (9001, 1, 8, 4, 2.5, "bf16", 16)
+    assert (c.port, c.max_batch_size, c.max_queue, c.max_texts, c.timeout_s, c.precision) == \
+        (9001, 1, 8, 4, 2.5, "bf16")
+    assert (c.max_requests, c.max_connections, c.idle_timeout_s, c.read_timeout_s) == (8, 16, 2.0, 3.0)
+    assert c.api_key == "from-the-environment"  # the flag's default: the key stays out of the process list
+    assert c.cors_origins == ("https://a.example", "https://b.example") and c.allowed_hosts == ("api.example.com",)
+    assert cli.main(["serve", str(checkpoints["base"]), "--api-key", "on-the-line"]) == 0
+    assert seen["config"].api_key == "on-the-line" and seen["config"].max_requests == 512
+    assert cli.main(["serve", str(checkpoints["base"]), "--max-requests", "0"]) == 0
+    assert seen["config"].max_requests is None
     assert cli.main(["serve", str(checkpoints["base"]), "--max-texts", "9", "--max-queue", "8"]) == 2
+    assert cli.main(["serve", str(checkpoints["base"]), "--api-key", " "]) == 2
+    monkeypatch.setenv("SQUEEZEBERT_API_KEY", "")  # set but empty: no key
+    assert cli.main(["serve", str(checkpoints["base"])]) == 0 and seen["config"].api_key is None
 
 
 def test_config_rejects_bad_limits():
@@ -455,7 +468,13 @@ def test_config_rejects_bad_limits():
         ServeConfig(model="m", precision="fp8")
     with pytest.raises(ValueError, match="max_queue must be positive"):
         ServeConfig(model="m", max_queue=0)
-    with pytest.raises(ValueError, match="max_connections must be positive"):
-        ServeConfig(model="m", max_connections=0)
+    with pytest.raises(ValueError, match="max_requests must be positive"):
+        ServeConfig(model="m", max_requests=0)
+    with pytest.raises(ValueError, match=r"max_connections \(512\) must exceed max_requests \(512\)"):
+        ServeConfig(model="m", max_connections=512)
+    with pytest.raises(ValueError, match="idle_timeout_s must be positive"):
+        ServeConfig(model="m", idle_timeout_s=0)
+    with pytest.raises(ValueError, match="allowed host"):
+        ServeConfig(model="m", allowed_hosts=("api.*.com",))
     with pytest.raises(ValueError, match="must not exceed max_queue"):
         ServeConfig(model="m", max_texts=10, max_queue=5)

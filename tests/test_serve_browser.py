@@ -118,3 +118,25 @@ def test_playground_shows_entities_and_answers(browser, checkpoints, tmp_path):
         assert answer and answer in QA["context"]
         assert browser.find_element(By.CSS_SELECTOR, "#output mark").text == answer
         screenshot(browser, tmp_path, "playground-answer")
+
+
+def test_playground_asks_for_the_api_key(browser, checkpoints, tmp_path):
+    key = "playground-key"
+    with running_server(checkpoints["sequence_classification"], api_key=key) as (_, url):
+        browser.get(url + "/")
+        WebDriverWait(browser, 60).until(EC.visibility_of_element_located((By.ID, "key")))
+        assert "needs an API key" in browser.find_element(By.ID, "model").text
+        box = browser.find_element(By.ID, "key")
+        box.send_keys("wrong")
+        browser.find_element(By.ID, "use-key").click()
+        WebDriverWait(browser, 60).until(EC.text_to_be_present_in_element((By.ID, "model"), "not valid"))
+        box.clear()
+        box.send_keys(key)
+        browser.find_element(By.ID, "use-key").click()
+        WebDriverWait(browser, 60).until(EC.text_to_be_present_in_element((By.ID, "model"), "text-classification"))
+        assert not browser.find_element(By.ID, "key").is_displayed()
+        latency = run_and_wait(browser)  # the request carries the key
+        assert latency.startswith("round trip")
+        assert sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#output .bar .name")) == \
+            ["negative", "positive"]
+        screenshot(browser, tmp_path, "playground-api-key")

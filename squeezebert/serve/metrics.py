@@ -29,6 +29,9 @@ class Metrics:
                                       buckets=TOKEN_BUCKETS, registry=r)
         self.inference = Histogram("squeezebert_inference_seconds", "time of one batched model call",
                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.connections = Gauge("squeezebert_open_connections", "open HTTP connections", registry=r)
+        self.closed = Counter("squeezebert_connections_closed", "connections the server closed, by reason (idle, "
+                              "read_timeout, evicted, over_limit, bad_request)", ["reason"], registry=r)
 
     def observe_batch(self, rows: int, tokens: int, seconds: float) -> None:
         self.batch_rows.observe(rows)

@@ -1,6 +1,8 @@
 """The web playground served at ``/``: one self-contained page (no CDN, no external file), kept as a Python string
 so it ships inside the package without package-data settings. It asks ``/v1/info`` which endpoints the model has,
-and renders results with ``textContent`` only (user text is never parsed as HTML)."""
+and renders results with ``textContent`` only (user text is never parsed as HTML). When the server needs an API
+key (a 401), the page asks for it and sends it as ``Authorization: Bearer``; it keeps it for the browser tab only
+(``sessionStorage``)."""
 
 PLAYGROUND_HTML = """<!doctype html>
 <html lang="en">
@@ -15,10 +17,12 @@ PLAYGROUND_HTML = """<!doctype html>
   #model { color: #5a6375; font-size: 13px; margin-bottom: 14px; }
   .card { background: #fff; border: 1px solid #dde1e8; border-radius: 8px; padding: 14px 16px; margin-bottom: 14px; }
   label { display: block; font-weight: 600; font-size: 13px; margin: 8px 0 4px; }
-  textarea, select { width: 100%; box-sizing: border-box; font: inherit; padding: 7px 9px; border: 1px solid #c5cbd6;
+  textarea, select, input { width: 100%; box-sizing: border-box; font: inherit; padding: 7px 9px; border: 1px solid #c5cbd6;
                      border-radius: 6px; background: #fff; }
   textarea { min-height: 64px; resize: vertical; }
   select { width: auto; min-width: 240px; }
+  #f-key input { width: 320px; }
+  #f-key button { margin: 0 0 0 8px; padding: 7px 14px; }
   button { font: inherit; font-weight: 600; padding: 8px 20px; margin-top: 12px; border: 0; border-radius: 6px;
            background: #2f5fd0; color: #fff; cursor: pointer; }
   button:disabled { background: #8ea5dc; cursor: wait; }
@@ -45,6 +49,9 @@ PLAYGROUND_HTML = """<!doctype html>
 <main>
   <h1>squeezebert playground</h1>
   <div id="model">loading model info&hellip;</div>
+  <div class="card hidden" id="f-key"><label for="key">API key</label>
+    <input id="key" type="password" autocomplete="off" placeholder="this server needs an API key"><button
+      id="use-key">Use key</button></div>
   <div class="card">
     <label for="task">Task</label>
     <select id="task"></select>
@@ -73,6 +80,18 @@ const NAMES = {"text-classification": "Classify", "token-classification": "Entit
 const FIELDS = {"text-classification": ["text", "pair"], "token-classification": ["text"],
                 "question-answering": ["question", "context"], "feature-extraction": ["text"]};
 let endpoints = {};
+const KEY_STORE = "squeezebert-api-key";
+
+function auth() {  // the key, when the server asked for one (sent as the OpenAI and HF clients send it)
+  const key = sessionStorage.getItem(KEY_STORE);
+  return key ? {"Authorization": "Bearer " + key} : {};
+}
+
+function askForKey(message) {
+  $("f-key").classList.remove("hidden");
+  $("model").textContent = message;
+  $("key").focus();
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -162,8 +181,9 @@ async function run() {
   $("output").replaceChildren();
   const t0 = performance.now();
   try {
-    const response = await fetch(endpoints[task], {method: "POST", headers: {"Content-Type": "application/json"},
-                                                   body: JSON.stringify({inputs: input})});
+    const response = await fetch(endpoints[task], {method: "POST", body: JSON.stringify({inputs: input}),
+                                                   headers: {"Content-Type": "application/json", ...auth()}});
+    if (response.status === 401) askForKey("this server needs an API key: enter it above");
     const ms = performance.now() - t0;
     const body = await response.json().catch(() => ({detail: "the server's reply was not JSON"}));
     if (!response.ok) {
@@ -183,8 +203,16 @@ async function run() {
 
 async function init() {
   try {
-    const info = await (await fetch("/v1/info")).json();
+    const response = await fetch("/v1/info", {headers: auth()});
+    if (response.status === 401) {
+      askForKey(sessionStorage.getItem(KEY_STORE) ? "the API key is not valid: enter it again"
+                                                  : "this server needs an API key: enter it above");
+      return;
+    }
+    const info = await response.json();
+    $("f-key").classList.add("hidden");
     endpoints = info.endpoints;
+    $("task").replaceChildren();
     $("model").textContent = "model " + info.model + " \\u00b7 " + info.task + " \\u00b7 " + info.precision +
       " \\u00b7 max " + info.max_length + " tokens" + (info.labels.length ? " \\u00b7 labels: " + info.labels.join(", ") : "");
     for (const task of Object.keys(endpoints)) {
@@ -200,6 +228,8 @@ async function init() {
 }
 
 $("task").addEventListener("change", showFields);
+$("use-key").addEventListener("click", () => { sessionStorage.setItem(KEY_STORE, $("key").value.trim()); init(); });
+$("key").addEventListener("keydown", (e) => { if (e.key === "Enter") $("use-key").click(); });
 $("run").addEventListener("click", run);
 document.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(); });
 init();
