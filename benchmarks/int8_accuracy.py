@@ -28,6 +28,7 @@ from squeezebert.checkpoint import load_model
 from squeezebert.export import export_onnx, onnx_session
 from squeezebert.finetune.tasks import load_task
 from squeezebert.infer.fast import for_inference, set_threads
+from squeezebert.model import ModelOutput
 from squeezebert.tokenizer import Tokenizer
 
 
@@ -41,7 +42,7 @@ class OnnxClassifier:
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
                 "token_type_ids": (token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)).numpy()}
         logits = self.session.run(["logits"], feed)[0]
-        return type("Out", (), {"logits": torch.from_numpy(np.ascontiguousarray(logits))})()
+        return ModelOutput(logits=torch.from_numpy(np.ascontiguousarray(logits)))
 
 
 def main() -> None:

@@ -1,12 +1,14 @@
 """Export for deployment: ONNX (fp32 and int8, through onnxruntime) and ``torch.export`` programs for mobile.
 
-ONNX: the grouped 1x1 convolutions are exported as one ``MatMul`` per group with the weight as the constant
-right-hand operand (activations token-major, ``(T, Cin/G) @ (Cin/G, Cout/G)``). Exported as grouped ``Conv`` (what
-transformers' SqueezeBERT gives), onnxruntime's dynamic quantisation turns them into ``ConvInteger``, which is
-slower than fp32; as ``MatMul`` with a constant B they become ``DynamicQuantizeMatMul`` (int8 GEMM, VNNI where the
-CPU has it). Q, K and V are stacked into one projection first (``infer.fast.fuse_qkv``), as in the fast PyTorch
-path. The graph is traced with batch and sequence sizes > 1 and both axes are declared dynamic; ``check_onnx``
-then runs it through onnxruntime at shapes other than the traced one and compares with the PyTorch model.
+ONNX: the encoder is traced in the tokens-first block layout of ``infer.graph`` (activations ``(B, S, C)``, each
+grouped projection one ``MatMul`` per column block with the weight as the constant right-hand operand, each group's
+Q/K/V + attention one onnxruntime ``Attention`` node over the heads it holds, one Split / Concat per sublayer).
+Exported as grouped ``Conv`` (what transformers' SqueezeBERT gives), onnxruntime's dynamic quantisation turns the
+projections into ``ConvInteger``, which is slower than fp32; as ``MatMul`` / ``Attention`` with constant weights
+they become ``DynamicQuantizeMatMul`` / ``QAttention`` (int8 GEMMs, VNNI where the CPU has it). The graph uses
+the ``com.microsoft`` contrib ops, so it runs in onnxruntime (CPU), not in other ONNX runtimes. It is traced with
+batch and sequence sizes > 1 and both axes are declared dynamic; ``check_onnx`` then runs it through onnxruntime
+at shapes other than the traced one and compares with the PyTorch model.
 
 Mobile: ``export_program`` writes a ``torch.export`` ExportedProgram (``.pt2``) with dynamic batch and sequence
 dimensions, the input ExecuTorch's ``to_edge_transform_and_lower`` takes; ``export_pte`` lowers it to an ExecuTorch
@@ -19,7 +21,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .infer.fast import fuse_qkv, swap_projections
+from .infer.graph import TokensFirstModel
 from .model import GroupedProjection, SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel
 
 log = logging.getLogger(__name__)
@@ -77,12 +79,16 @@ class ExportableModel(nn.Module):
 
     def __init__(self, model: SqueezeBertPreTrainedModel):
         super().__init__()
-        if getattr(model, "architecture", "") == "SqueezeBertForMultipleChoice":
-            raise ValueError("export of multiple-choice models is not supported (their inputs are 3-D); "
-                             "export the encoder (head 'base') instead")
+        self.refuse_multiple_choice(model)
         self.model = swap_projections(fuse_qkv(copy.deepcopy(model).eval().requires_grad_(False)), MatMulProjection)
         self.base: SqueezeBertModel = self.model if isinstance(self.model, SqueezeBertModel) else self.model.transformer
         self.output_names: list[str] = []
+
+    @staticmethod
+    def refuse_multiple_choice(model: SqueezeBertPreTrainedModel) -> None:
+        if getattr(model, "architecture", "") == "SqueezeBertForMultipleChoice":
+            raise ValueError("export of multiple-choice models is not supported (their inputs are 3-D); "
+                             "export the encoder (head 'base') instead")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
         position_ids = torch.arange(input_ids.shape[1]).unsqueeze(0)
@@ -116,10 +122,10 @@ def _dynamic_axes(names: list[str], outputs: tuple[Tensor, ...]) -> dict[str, di
 
 
 def _write_atomically(data: bytes, out: Path) -> None:
+    from .fileio import write_bytes  # the temporary is removed on failure (a full disk), not left beside `out`
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    write_bytes(out, data)
 
 
 @dataclass
@@ -148,7 +154,8 @@ def export_onnx(model: SqueezeBertPreTrainedModel, out: str | Path, int8: bool =
     import onnx
 
     out = Path(out)
-    wrapper = ExportableModel(model)
+    ExportableModel.refuse_multiple_choice(model)
+    wrapper = TokensFirstModel(model, OUTPUT_FIELDS)
     sample = example_inputs(model.config, *TRACE_SHAPE)
     with torch.no_grad():
         outputs = wrapper(*sample)
@@ -158,7 +165,8 @@ def export_onnx(model: SqueezeBertPreTrainedModel, out: str | Path, int8: bool =
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         # dynamo=False: the TorchScript exporter needs nothing beyond onnx; the dynamo one needs onnxscript.
         torch.onnx.export(wrapper, sample, buf, input_names=list(INPUT_NAMES), output_names=names,
-                          dynamic_axes=_dynamic_axes(names, outputs), opset_version=opset, dynamo=False)
+                          dynamic_axes=_dynamic_axes(names, outputs), opset_version=opset, dynamo=False,
+                          custom_opsets={"com.microsoft": 1})
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
@@ -176,9 +184,10 @@ def export_onnx(model: SqueezeBertPreTrainedModel, out: str | Path, int8: bool =
 
 
 def quantize_onnx(data: bytes) -> bytes:
-    """onnxruntime dynamic quantisation of every MatMul with a constant weight: int8 weights (symmetric, one scale
-    per output channel: per-tensor scales lost too much on a real fine-tuned model), activations quantised per call
-    (per tensor). The attention products (two activations) stay fp32. ``reduce_range``: 7-bit weights, because on
+    """onnxruntime dynamic quantisation of every MatMul with a constant weight and of every fused Attention's QKV
+    weights (``QAttention``): int8 weights (symmetric, one scale per output channel: per-tensor scales lost too much
+    on a real fine-tuned model), activations quantised per call (per tensor). The attention products (two
+    activations) stay fp32. ``reduce_range``: 7-bit weights, because on
     x86 without VNNI the u8 x s8 kernels (AVX2 ``vpmaddubsw``) saturate their 16-bit pair sums when per-channel
     weights use the full int8 range (measured: output cosine 0.988 without, 0.9997 with, tiny model)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -189,7 +198,7 @@ def quantize_onnx(data: bytes) -> bytes:
         logging.disable(logging.WARNING)  # the quantiser logs every tensor and a pre-processing hint to the root logger
         try:
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+                             op_types_to_quantize=["MatMul", "Attention"], extra_options={"MatMulConstBOnly": True})
         finally:
             logging.disable(logging.NOTSET)
         return dst.read_bytes()
@@ -203,14 +212,9 @@ def onnx_feed(ids: Tensor, mask: Tensor, types: Tensor | None = None) -> dict[st
 
 def onnx_session(path: str | Path, threads: int | None = None):
     """An onnxruntime CPU session with all graph optimisations; ``threads`` intra-op threads (None: all cores)."""
-    import onnxruntime as ort
+    from .onnx_backend import create_session  # the torch-free runtime's, so both run the graph the same way
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return create_session(path, threads)
 
 
 def check_onnx(model: SqueezeBertPreTrainedModel, path: str | Path, int8: bool = False,
@@ -318,6 +322,33 @@ def export_pte(model: SqueezeBertPreTrainedModel, out: str | Path, check: bool =
     if any(not r["ok"] for r in rows):
         raise ValueError(f"ExecuTorch parity check failed; nothing written to {out}\n{report.summary()}")
     _write_atomically(data, out)
+    return report
+
+
+def export_onnx_folder(model: SqueezeBertPreTrainedModel, out: str | Path, int8: bool = False, check: bool = True,
+                       source: str | Path | None = None, command: str | None = None) -> ExportReport:
+    """A folder to deploy: ``model.onnx`` (:func:`export_onnx`, checked against PyTorch), ``config.json`` (head,
+    labels), the tokenizer files of ``source`` (the checkpoint directory) and a model card. It runs without torch:
+    ``pipeline(task, model=out)`` picks ``squeezebert.onnx_backend`` for it."""
+    from .checkpoint import copy_tokenizer_files
+    from .model_card import write_model_card
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; the ONNX folder export writes a directory (--out x.onnx: the .onnx alone)")
+    report = export_onnx(model, out / "model.onnx", int8=int8, check=check)
+    config = model.config.replace(architectures=[model.architecture])
+    config.save(out)
+    if not (source is not None and Path(source).is_dir() and copy_tokenizer_files(source, out)):
+        log.warning("%s: no tokenizer files to copy (the model is not from a checkpoint directory): pass "
+                    "tokenizer= to pipeline() when running it", out)
+    worst = max((r["max_abs_diff"] for r in report.parity), default=None)
+    parity = {"max abs diff vs PyTorch": worst} if worst is not None else None
+    write_model_card(out, config, made_by=f"exported to ONNX{' with int8 dynamic quantisation' if int8 else ''}",
+                     base_model=str(source) if source else None, metrics=parity, command=command,
+                     files="model.onnx (onnxruntime, runs without torch: squeezebert.onnx_backend), config.json, "
+                           "tokenizer files")
+    report.path = str(out)
     return report
 
 

@@ -58,9 +58,10 @@ def test_fast_paths_agree_with_reference(precision, compile):
     with torch.no_grad():
         ref = model(ids, mask)
         ref_hidden = model.transformer(ids, mask).last_hidden_state
-    fast = for_inference(model, precision, compile=compile)
+    fast = for_inference(model, precision, compile=compile, allow_emulated_bf16=True)
     out = fast(ids, mask)
-    hidden = for_inference(model.transformer, precision, compile=compile)(ids, mask).last_hidden_state
+    hidden = for_inference(model.transformer, precision, compile=compile,
+                           allow_emulated_bf16=True)(ids, mask).last_hidden_state
     assert (out.logits - ref.logits).abs().max() < TOLERANCE[precision]
     valid = mask.bool()
     assert (hidden - ref_hidden).abs()[valid].max() < TOLERANCE[precision]
@@ -90,7 +91,21 @@ def test_every_head_runs_in_int8_and_checks_inputs():
         b = out.logits if out.start_logits is None else out.start_logits
         assert a.shape == b.shape
     mc = perturbed("multiple_choice")
-    out = for_inference(mc, "bf16", compile=False)(ids.view(1, 3, -1), mask.view(1, 3, -1))
+    out = for_inference(mc, "bf16", compile=False, allow_emulated_bf16=True)(ids.view(1, 3, -1), mask.view(1, 3, -1))
     assert out.logits.shape == (1, 3)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         for_inference(perturbed(), "int8", compile=False)(torch.ones(1, 600, dtype=torch.long))
+
+
+def test_bf16_is_refused_without_native_bf16(monkeypatch):
+    from squeezebert.infer import fast as fast_module
+
+    monkeypatch.setattr(fast_module, "has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="no native bf16"):
+        for_inference(perturbed(), "bf16")
+    monkeypatch.setattr(fast_module, "has_native_bf16", lambda: True)
+    assert for_inference(perturbed(), "bf16").precision == "bf16"
+
+
+def test_compile_is_opt_in():
+    assert not for_inference(perturbed(), "fp32").compiled

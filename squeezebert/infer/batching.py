@@ -9,8 +9,12 @@ compile per shape) at the price of at most ``multiple - 1`` pad tokens per row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: pad_batch serves torch-free runtimes (onnxruntime)
+    import torch
 
 
 def bucket_length(length: int, multiple: int = 16, max_length: int = 512) -> int:
@@ -43,22 +47,32 @@ def plan_batches(lengths: Sequence[int], max_tokens: int = 8192, max_batch: int 
     return batches
 
 
-def collate(rows: Sequence[dict[str, Sequence[int]]], pad_token_id: int = 0, multiple: int = 16,
-            max_length: int = 512) -> dict[str, torch.Tensor]:
-    """Pad token-id rows (``input_ids`` and optionally ``token_type_ids``) to the batch's bucketed length."""
+def pad_batch(rows: Sequence[dict[str, Sequence[int]]], pad_token_id: int = 0, multiple: int = 16,
+              max_length: int = 512) -> dict[str, np.ndarray]:
+    """Pad token-id rows (``input_ids`` and optionally ``token_type_ids``) to the batch's bucketed length: int64
+    ``input_ids``, ``attention_mask`` and ``token_type_ids`` arrays of shape (rows, padded length)."""
     if not rows:
         raise ValueError("cannot collate an empty batch")
     longest = max(len(r["input_ids"]) for r in rows)
     if longest > max_length:
         raise ValueError(f"a row has {longest} tokens, more than max_length={max_length}; truncate it first")
     width = bucket_length(longest, multiple, max_length)
-    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
+    types = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):
         n = len(row["input_ids"])
-        ids[i, :n] = torch.as_tensor(row["input_ids"])
+        ids[i, :n] = row["input_ids"]
         mask[i, :n] = 1
         if row.get("token_type_ids") is not None:
-            types[i, :n] = torch.as_tensor(row["token_type_ids"])
+            types[i, :n] = row["token_type_ids"]
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def collate(rows: Sequence[dict[str, Sequence[int]]], pad_token_id: int = 0, multiple: int = 16,
+            max_length: int = 512) -> dict[str, "torch.Tensor"]:
+    """:func:`pad_batch` as torch tensors."""
+    import torch
+
+    arrays = pad_batch(rows, pad_token_id, multiple, max_length)
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}

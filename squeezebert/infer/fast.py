@@ -4,19 +4,26 @@
 
 - ``fp32``: the model as it is (projections run as oneDNN grouped convolutions).
 - ``bf16``: every grouped projection swapped for a bf16 batched matmul (oneDNN, AVX512-BF16), the two attention
-  products in bf16; embeddings, LayerNorms, softmax, residuals and heads stay fp32.
+  products in bf16; embeddings, LayerNorms, softmax, residuals and heads stay fp32. Only on CPUs with native bf16
+  (AVX512-BF16 / AMX): elsewhere it is emulated and slower than fp32, so it is refused with an error saying so
+  (``allow_emulated_bf16=True`` runs it anyway, for numerics checks).
 - ``int8``: every grouped projection swapped for an int8 matmul (``torch._int_mm``, AVX512-VNNI) with per-output-
-  channel weight scales and per-token, per-group dynamic activation scales; attention products in bf16.
+  channel weight scales and per-token, per-group dynamic activation scales; without VNNI, fbgemm's AVX2 kernels.
+  The attention products run in bf16 where it is native, fp32 elsewhere.
 
-With ``compile=True`` (default) the forward pass is compiled by ``torch.compile`` (inductor, with freezing so
-weights are constant-folded and pre-packed, and elementwise work such as bias + GELU, residual + LayerNorm and the
-int8 (de)quantisation is fused). Compilation happens on the first call for each new input shape; feed bucketed
-lengths (``squeezebert.infer.batching``) to bound the number of shapes.
+Compilation is opt-in: ``compile=False`` (the default) runs the swapped modules eagerly, with no warm-up. With
+``compile=True`` the forward pass is compiled by ``torch.compile`` (inductor, with freezing so weights are
+constant-folded and pre-packed, and elementwise work such as bias + GELU, residual + LayerNorm and the int8
+(de)quantisation is fused). That costs 30-45 s on the first call for each new input shape (measured on one core of
+an AVX2 EPYC), so it is off by default: users feed arbitrary shapes, and a stall of that length on a new one is
+worse than the speed-up. Opt in when shapes are bounded: bucketed lengths (``squeezebert.infer.batching``) and a
+warm-up over the buckets, or ``dynamic=True`` (symbolic shapes, fewer recompilations; its speed not measured here).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import warnings
 from typing import Any, Callable
@@ -113,14 +120,38 @@ class FbgemmInt8Projection(nn.Module):
         return torch.cat(parts, dim=1).t().contiguous()  # (T, Cout) -> (Cout, T)
 
 
-def has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX)."""
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            return frozenset(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
+        return frozenset()
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX)."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
+
+
+def has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Elsewhere oneDNN emulates bf16 at a fraction
+    of fp32 speed (measured 0.4 vs 14 GFLOP/s on an AVX2 EPYC), so a bf16 path would only be slower."""
+    capability = torch.backends.cpu.get_cpu_capability()  # a fallback where /proc/cpuinfo is not readable
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) or "BF16" in capability or "AMX" in capability
+
+
+def cpu_class() -> str:
+    """A label for figures: the instruction-set class the fast paths depend on."""
+    if {"amx_bf16", "amx_int8"} & cpu_flags():
+        return "AMX"
+    if "avx512f" in cpu_flags():
+        extras = [n for n, f in (("VNNI", "avx512_vnni"), ("BF16", "avx512_bf16")) if f in cpu_flags()]
+        return "AVX-512" + "".join(f" {e}" for e in extras)
+    if "avx2" in cpu_flags():
+        return "AVX2" + (" AVX-VNNI" if "avx_vnni" in cpu_flags() else "")
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def int8_projection(proj: GroupedProjection) -> nn.Module:
@@ -166,7 +197,7 @@ def convert(model: SqueezeBertPreTrainedModel, precision: str) -> SqueezeBertPre
     if swap is None:
         return model.eval().requires_grad_(False)  # fp32 shares the model itself
     model = copy.deepcopy(model).eval().requires_grad_(False)
-    fuse_qkv(model, matmul_dtype=torch.bfloat16)
+    fuse_qkv(model, matmul_dtype=torch.bfloat16 if precision == "bf16" or has_native_bf16() else None)
     return swap_projections(model, swap)
 
 
@@ -195,8 +226,11 @@ class InferenceModel:
     """Callable like the model (``input_ids, attention_mask, token_type_ids``) -> ModelOutput, without labels,
     hidden states or attentions; inputs are checked eagerly, outside the compiled graph."""
 
-    def __init__(self, model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = True,
-                 dynamic: bool | None = None):
+    def __init__(self, model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = False,
+                 dynamic: bool | None = None, allow_emulated_bf16: bool = False):
+        if precision == "bf16" and not (has_native_bf16() or allow_emulated_bf16):
+            raise ValueError("bf16 refused: this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 would be "
+                             "emulated and slower than fp32; use fp32, or int8 for reduced precision")
         self.precision = precision
         self.model = convert(model, precision)
         self.config = model.config
@@ -237,7 +271,8 @@ class InferenceModel:
         return f"InferenceModel({type(self.model).__name__}, precision={self.precision}, compiled={self.compiled})"
 
 
-def for_inference(model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = True,
+def for_inference(model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = False,
                   **kwargs: Any) -> InferenceModel:
-    """The inference-ready form of any model or checkpoint-loaded model. See the module docstring."""
+    """The inference-ready form of any model or checkpoint-loaded model. Eager unless ``compile=True`` (which
+    compiles once per new input shape: see the module docstring)."""
     return InferenceModel(model, precision, compile, **kwargs)
