@@ -40,8 +40,16 @@ ACT_FNS = {
 
 
 @dataclass
-class ModelOutput:
-    """What every model returns (the Hugging Face field names); fields a head does not produce stay None."""
+class ModelOutput(dict):
+    """What every model returns (the Hugging Face field names); fields a head does not produce stay None.
+
+    It behaves like transformers' ``ModelOutput`` (a dict of the fields that are not None, in field order), so code
+    written for transformers works unchanged: ``out.logits``, ``out["logits"]``, ``out[0]``, ``out[1:]``,
+    ``out.to_tuple()``, ``out.keys()``, ``"loss" in out``. The field order is chosen so that every head's tuple is
+    transformers' for that head: ``(loss, logits, hidden_states, attentions)`` for the classifiers and the masked
+    LM, ``(loss, start_logits, end_logits, ...)`` for QA, ``(last_hidden_state, pooler_output, ...)`` for the
+    encoder (``transformers.Trainer`` reads the loss as ``outputs[0]`` and the predictions as the rest).
+    """
 
     loss: Tensor | None = None
     logits: Tensor | None = None
@@ -53,11 +61,47 @@ class ModelOutput:
     hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer, each (B, S, C)
     attentions: tuple[Tensor, ...] | None = None  # softmax probabilities per layer, each (B, H, S, S)
 
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name not in _OUTPUT_ORDER:
+            return
+        if value is None:
+            dict.pop(self, name, None)
+        elif name in self or not self or _OUTPUT_ORDER[next(reversed(self))] < _OUTPUT_ORDER[name]:
+            dict.__setitem__(self, name, value)  # already in place, or lands last in field order
+        else:  # a field set after a later one: rebuild so iteration stays in field order
+            present = {f: getattr(self, f) for f in _OUTPUT_ORDER if getattr(self, f) is not None}
+            dict.clear(self)
+            dict.update(self, present)
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        # names look up the dict (a None field is a KeyError, as in transformers); ints and slices index the tuple
+        return dict.__getitem__(self, key) if isinstance(key, str) else self.to_tuple()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in _OUTPUT_ORDER:
+            raise KeyError(f"{key!r} is not a model output field ({', '.join(_OUTPUT_ORDER)})")
+        setattr(self, key, value)
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"{type(self).__name__} fields are set by attribute (out.logits = ...), not by dict methods")
+
+    __delitem__ = pop = popitem = setdefault = update = clear = _immutable  # keep the dict and the fields in step
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(self.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return dict(self)
+
+    def head_logits(self) -> Tensor | None:
+        """The head's scores as one tensor: ``logits``, or for QA start and end stacked to (B, S, 2)."""
+        if self.logits is None and self.start_logits is not None:
+            return torch.stack((self.start_logits, self.end_logits), dim=-1)
+        return self.logits
+
+
+_OUTPUT_ORDER = {f.name: i for i, f in enumerate(fields(ModelOutput))}
 
 
 # ---- building blocks ------------------------------------------------------------------------------------------
@@ -212,6 +256,9 @@ class SqueezeBertPreTrainedModel(nn.Module):
     """Shared by the bare encoder and every head: config, initialisation, checkpoint I/O."""
 
     architecture = "SqueezeBertModel"
+    # transformers.Trainer: our losses are batch means, so the Trainer must scale them for gradient accumulation
+    # itself (without this it sees **kwargs in forward and passes num_items_in_batch, which we do not use).
+    accepts_loss_kwargs = False
 
     def __init__(self, config: SqueezeBertConfig):
         super().__init__()
@@ -474,7 +521,7 @@ class SqueezeBertForSequenceClassification(TaskModel):
     def head(self, encoded, labels, **kwargs):
         logits = self.classifier(self.dropout(encoded.pooler_output))
         loss = None if labels is None else sequence_loss(logits, labels, self.config.problem_type)
-        return ModelOutput(loss=loss, logits=logits, pooler_output=encoded.pooler_output)
+        return ModelOutput(loss=loss, logits=logits)
 
 
 class SqueezeBertForTokenClassification(TaskModel):
@@ -496,8 +543,8 @@ class SqueezeBertForTokenClassification(TaskModel):
 
 
 class SqueezeBertForQuestionAnswering(TaskModel):
-    """Span extraction: start and end logits per token. ``labels`` is (B, 2) = (start, end), or pass
-    ``start_positions`` / ``end_positions`` as transformers does. ``logits`` is (B, S, 2)."""
+    """Span extraction: start and end logits per token, each (B, S). ``labels`` is (B, 2) = (start, end), or pass
+    ``start_positions`` / ``end_positions`` as transformers does."""
 
     architecture = "SqueezeBertForQuestionAnswering"
     uses_pooler = False
@@ -520,7 +567,7 @@ class SqueezeBertForQuestionAnswering(TaskModel):
                 F.cross_entropy(start, start_positions.view(-1).clamp(0, ignored), ignore_index=ignored)
                 + F.cross_entropy(end, end_positions.view(-1).clamp(0, ignored), ignore_index=ignored)
             ) / 2
-        return ModelOutput(loss=loss, logits=logits, start_logits=start, end_logits=end)
+        return ModelOutput(loss=loss, start_logits=start, end_logits=end)  # transformers' QA fields, no `logits`
 
 
 class SqueezeBertForMultipleChoice(TaskModel):

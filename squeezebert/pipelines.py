@@ -1,18 +1,32 @@
-"""Inference pipelines: text in, labels / entities / answers / embeddings out.
+"""Inference pipelines: text in, labels / entities / answers / embeddings out, in two shapes.
 
-``pipeline("text-classification", model="path/to/checkpoint")`` returns a callable that takes one input or a list
-and returns one result or a list, in input order. Each pipeline works in three steps, kept apart so that the HTTP
-server (``squeezebert.serve``) can batch features from many requests together:
+``pipe = pipeline("text-classification", model="path/to/checkpoint")`` (or transformers' names and aliases:
+``"sentiment-analysis"``, ``"ner"``) returns a pipeline with two ways to call it:
+
+- ``pipe(inputs, **options)``: transformers' call and shapes, so code written for ``transformers.pipeline`` works
+  unchanged: ``[{"label", "score"}]`` for one text, ``top_k`` / ``function_to_apply`` for classification,
+  ``aggregation_strategy`` for entities (``entity_group`` when grouped), ``question=`` / ``context=`` for QA, token
+  vectors for feature extraction (or ``pooling="mean"`` for one sentence vector). Unknown options are errors.
+- ``pipe.run(inputs)``: our richer results, what the server and ``squeezebert predict`` return: every label's
+  score, a ``truncated`` flag, the number of QA windows, pooled embeddings.
+
+Each pipeline works in three steps, kept apart so that the HTTP server (``squeezebert.serve``) can batch features
+from many requests together:
 
 1. ``prepare(items)``: tokenize into *features* (one per input; several for a long QA context, one per stride
    window), recording whether truncation dropped tokens;
 2. ``run_batch(features)``: one padded model call -> one small numpy result per feature;
    ``forward(features)`` plans those calls: sorted by length, cut under a token budget
    (``squeezebert.infer.batching``), outputs put back in feature order;
-3. ``finish(item, features, outputs)``: labels, entities, the answer span or the pooled vector of one input.
+3. ``finish`` (``run``) or ``postprocess`` (``__call__``): labels, entities, the answer span or the vectors of one
+   input.
 
-The model runs through ``for_inference(model, precision)`` (``compile=False`` by default: ``torch.compile`` warms
-up for every new input shape, which suits a long-running server better than a one-off call).
+The model runs through a *runner*: ``runner(input_ids, attention_mask, token_type_ids)`` on int64 numpy arrays ->
+``{output name: float32 array}``. ``backend="torch"`` (default for a checkpoint) runs the PyTorch model through
+``for_inference(model, precision)`` (``compile=False`` by default: ``torch.compile`` warms up for every new input
+shape, which suits a long-running server better than a one-off call); ``backend="onnxruntime"`` (default for a
+folder written by ``squeezebert export --format onnx``) runs ``squeezebert.onnx_backend.OnnxModel``, and that path
+never imports torch: this module imports it only inside the torch runner.
 """
 
 from __future__ import annotations
@@ -20,24 +34,31 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+from tqdm import tqdm
 
-from .checkpoint import load_model
+from .config import SqueezeBertConfig
 from .data.squad import _best_span
-from .infer.batching import collate, plan_batches
-from .infer.fast import InferenceModel, for_inference
-from .model import SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel
+from .infer.batching import pad_batch, plan_batches
 from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from .model import SqueezeBertPreTrainedModel
+    from .onnx_backend import OnnxModel
 
 log = logging.getLogger(__name__)
 
 BUCKET = 16  # padded lengths are multiples of this (bounds the shapes a compiled model sees)
+BACKENDS = ("torch", "onnxruntime")
+TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}  # transformers' own
+# A model call: int64 (input_ids, attention_mask, token_type_ids), each (B, S) -> {output name: float32 array}
+Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 class InputTooLong(ValueError):
@@ -60,16 +81,17 @@ class Feature:
 
 
 class Pipeline:
-    """Shared machinery; subclasses define ``parse``, ``prepare``, ``run_batch`` outputs and ``finish``."""
+    """Shared machinery; subclasses define ``parse``, ``prepare``, ``run_batch``, ``finish`` and ``postprocess``."""
 
     task = ""
     head = "base"  # the model head this task needs (a key of squeezebert.model.HEADS)
+    OUTPUTS: tuple[str, ...] = ()  # the model outputs run_batch reads
+    # __call__'s keyword options (transformers' names) and their defaults; any other keyword is an error
+    CALL_OPTIONS: dict[str, Any] = {"truncation": True}
 
-    def __init__(self, model: SqueezeBertPreTrainedModel, tokenizer: Tokenizer, precision: str = "fp32",
-                 batch_size: int = 32, max_length: int | None = None, max_tokens: int = 8192,
-                 compile: bool = False):
-        self.model, self.tokenizer, self.precision = model, tokenizer, precision
-        self.config = model.config
+    def __init__(self, runner: Runner, config: SqueezeBertConfig, tokenizer: Tokenizer, precision: str = "fp32",
+                 batch_size: int = 32, max_length: int | None = None, max_tokens: int = 8192, **call_defaults: Any):
+        self.runner, self.config, self.tokenizer, self.precision = runner, config, tokenizer, precision
         limit = min(tokenizer.model_max_length, self.config.max_position_embeddings)
         self.max_length = min(max_length or limit, limit)
         if self.max_length < 8:
@@ -80,10 +102,8 @@ class Pipeline:
         # rows are padded to multiples of BUCKET, but never past the position table
         self.pad_cap = min(bucket_ceil(self.max_length), self.config.max_position_embeddings)
         self.max_tokens = max(max_tokens, self.pad_cap)
-        self.runner: InferenceModel = for_inference(self.runnable(model), precision, compile=compile)
-
-    def runnable(self, model: SqueezeBertPreTrainedModel) -> SqueezeBertPreTrainedModel:
-        return model
+        # options given to pipeline(...) are __call__'s defaults, as in transformers (pipeline(..., top_k=3))
+        self.call_defaults = self.check_options(call_defaults)
 
     # ---- the three steps ----------------------------------------------------------------------------------------
     def parse(self, value: Any, index: int) -> Any:
@@ -97,37 +117,80 @@ class Pipeline:
         raise NotImplementedError
 
     def finish(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], **options: Any) -> dict:
+        """Our result for one input (``run``, the server, the CLI)."""
+        raise NotImplementedError
+
+    def postprocess(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], **options: Any) -> Any:
+        """transformers' result for one input (``__call__``)."""
         raise NotImplementedError
 
     # ---- driving them -------------------------------------------------------------------------------------------
-    def forward(self, features: Sequence[Feature]) -> list[Any]:
-        """Outputs for every feature, computed in length-sorted batches under the token budget, in input order."""
+    def forward(self, features: Sequence[Feature], progress: bool = False) -> list[Any]:
+        """Outputs for every feature, computed in length-sorted batches under the token budget, in input order
+        (``progress``: a bar over the batches on stderr, when it is a terminal)."""
         outputs: list[Any] = [None] * len(features)
         plan = plan_batches([len(f) for f in features], self.max_tokens, self.batch_size, BUCKET, self.pad_cap)
-        for batch in plan:
+        for batch in tqdm(plan, desc=self.task, unit="batch", disable=None if progress else True,
+                          file=sys.stderr):
             for i, out in zip(batch, self.run_batch([features[i] for i in batch])):
                 outputs[i] = out
         return outputs
 
-    def __call__(self, inputs: Any, truncation: bool = True, **options: Any) -> dict | list[dict]:
+    def __call__(self, inputs: Any = None, **options: Any) -> Any:
+        """transformers' call: one input or a list, the task's options (``CALL_OPTIONS``), transformers' shapes."""
+        options = {**self.CALL_OPTIONS, **self.call_defaults, **self.check_options(options)}
+        inputs = self.call_inputs(inputs, options)
+        truncation = options.pop("truncation")
         single = not isinstance(inputs, list)
         raw = [inputs] if single else inputs
         if not raw:
             return []
-        items = [self.parse(value, i) for i, value in enumerate(raw)]
-        features = self.prepare(items, truncation)
-        outputs = self.forward(features)
-        results = self.collect(items, features, outputs, **options)
+        results = self.compute(raw, truncation, self.postprocess, **options)
+        return self.shape(results, inputs, single, options)
+
+    def run(self, inputs: Any, truncation: bool = True, progress: bool = False, **options: Any) -> dict | list[dict]:
+        """Our results: one input -> one dict, a list -> a list of dicts, in input order."""
+        single = not isinstance(inputs, list)
+        raw = [inputs] if single else inputs
+        if not raw:
+            return []
+        results = self.compute(raw, truncation, self.finish, progress, **options)
         return results[0] if single else results
 
+    def compute(self, raw: Sequence[Any], truncation: bool, finish: Callable[..., Any], progress: bool = False,
+                **options: Any) -> list:
+        items = [self.parse(value, i) for i, value in enumerate(raw)]
+        features = self.prepare(items, truncation)
+        return self.collect(items, features, self.forward(features, progress), finish=finish, **options)
+
     def collect(self, items: Sequence[Any], features: Sequence[Feature], outputs: Sequence[Any],
-                **options: Any) -> list[dict]:
-        """Group features (and their outputs) by input and finish each input."""
+                finish: Callable[..., Any] | None = None, **options: Any) -> list:
+        """Group features (and their outputs) by input and finish each input (with ``finish``, by default ours)."""
         grouped: list[tuple[list[Feature], list[Any]]] = [([], []) for _ in items]
         for feature, out in zip(features, outputs):
             grouped[feature.item][0].append(feature)
             grouped[feature.item][1].append(out)
-        return [self.finish(item, fs, outs, **options) for item, (fs, outs) in zip(items, grouped)]
+        finish = finish or self.finish
+        return [finish(item, fs, outs, **options) for item, (fs, outs) in zip(items, grouped)]
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` if every one is a ``__call__`` option of this task, else a TypeError naming the known ones
+        (transformers passes unknown ones on to the tokenizer, where a typo silently does nothing)."""
+        unknown = sorted(set(options) - set(self.CALL_OPTIONS))
+        if unknown:
+            raise TypeError(f"{self.task} pipeline: unknown option(s) {', '.join(unknown)}; it takes "
+                            f"{', '.join(self.CALL_OPTIONS)}")
+        return options
+
+    def call_inputs(self, inputs: Any, options: dict[str, Any]) -> Any:
+        """The inputs of a ``__call__`` (QA also takes them as keywords)."""
+        if inputs is None:
+            raise TypeError(f"{self.task} pipeline: no inputs given")
+        return inputs
+
+    def shape(self, results: list, inputs: Any, single: bool, options: dict[str, Any]) -> Any:
+        """transformers' outer shape: one input -> its result, a list -> the list."""
+        return results[0] if single else results
 
     # ---- helpers ------------------------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None, truncation: bool, offsets: bool = False,
@@ -148,9 +211,11 @@ class Pipeline:
                                     enc.word_ids(i) if offsets else []))
         return features
 
-    def batch_tensors(self, features: Sequence[Feature]) -> dict[str, torch.Tensor]:
+    def run_model(self, features: Sequence[Feature]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One padded model call on ``features``: (the model's outputs, the padded inputs), numpy both."""
         rows = [{"input_ids": f.input_ids, "token_type_ids": f.token_type_ids} for f in features]
-        return collate(rows, self.tokenizer.pad_token_id, BUCKET, self.pad_cap)
+        batch = pad_batch(rows, self.tokenizer.pad_token_id, BUCKET, self.pad_cap)
+        return self.runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]), batch
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.task, "precision": self.precision, "max_length": self.max_length,
@@ -167,10 +232,18 @@ def bucket_ceil(n: int) -> int:
 
 class TextClassificationPipeline(Pipeline):
     """One text or a (text, pair) -> ``{"label", "score", "scores", "truncated"}``; regression models
-    (``problem_type="regression"`` or one label) -> ``{"score", "truncated"}``; multi-label -> sigmoid scores."""
+    (``problem_type="regression"`` or one label) -> ``{"score", "truncated"}``; multi-label -> sigmoid scores.
+
+    Called (transformers): ``{"label", "score"}`` of the best label, in a list for a single text (not for a pair);
+    ``top_k=k`` (or None: all) -> the best k, best first; ``function_to_apply`` ``"softmax"`` / ``"sigmoid"`` /
+    ``"none"`` (default as transformers: none for regression, sigmoid for multi-label or one label, else softmax).
+    """
 
     task = "text-classification"
     head = "sequence_classification"
+    OUTPUTS = ("logits",)
+    CALL_OPTIONS = {"truncation": True, "top_k": "", "function_to_apply": None}  # "": transformers' "not given"
+    FUNCTIONS = ("softmax", "sigmoid", "none")
 
     def parse(self, value: Any, index: int) -> Any:
         where = f"inputs[{index}]"
@@ -196,9 +269,7 @@ class TextClassificationPipeline(Pipeline):
         return features
 
     def run_batch(self, features: Sequence[Feature]) -> list[np.ndarray]:
-        batch = self.batch_tensors(features)
-        logits = self.runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits
-        return list(logits.float().numpy())
+        return list(self.run_model(features)[0]["logits"])
 
     @property
     def problem(self) -> str:
@@ -221,6 +292,32 @@ class TextClassificationPipeline(Pipeline):
         return {"label": labels[best], "score": float(probs[best]),
                 "scores": {label: float(p) for label, p in zip(labels, probs)}, "truncated": truncated}
 
+    def postprocess(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], top_k: Any = "",
+                    function_to_apply: str | None = None) -> dict | list[dict]:
+        logits = np.asarray(outputs[0], dtype=np.float64)
+        function = function_to_apply or ("none" if self.problem == "regression" else
+                                         "sigmoid" if self.problem == "multi_label_classification"
+                                         or len(logits) == 1 else "softmax")
+        if function not in self.FUNCTIONS:
+            raise ValueError(f"function_to_apply must be one of {', '.join(self.FUNCTIONS)}, got {function!r}")
+        scores = _softmax(logits) if function == "softmax" else 1 / (1 + np.exp(-logits)) if function == "sigmoid" \
+            else logits
+        labels = [self.config.id2label[i] for i in range(len(scores))]
+        if top_k == "":  # not given: transformers' legacy form, the best label alone
+            best = int(np.argmax(scores))
+            return {"label": labels[best], "score": float(scores[best])}
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None (every label), got {top_k!r}")
+        ranked = sorted(({"label": label, "score": float(p)} for label, p in zip(labels, scores)),
+                        key=lambda r: -r["score"])
+        return ranked if top_k is None else ranked[:top_k]
+
+    def shape(self, results: list, inputs: Any, single: bool, options: dict[str, Any]) -> Any:
+        # transformers wraps a single text's best label in a list (but not a pair's, nor a top_k list)
+        if single and isinstance(inputs, str) and options["top_k"] == "":
+            return results
+        return results[0] if single else results
+
 
 # ---------------------------------------------------------------------------------------------- token classification
 
@@ -233,18 +330,26 @@ class TokenClassificationPipeline(Pipeline):
     IOB1 does), ``O`` closes; a label without a B-/I- prefix continues an entity of the same label.
     ``start``/``end`` are character offsets into the input, ``word = text[start:end]``, ``score`` the mean
     probability of its words' labels. Long texts are truncated (and flagged).
+
+    Called (transformers): a list of entities per text. ``aggregation_strategy`` ``"none"`` (default): one
+    ``{"entity", "score", "index", "word", "start", "end"}`` per sub-word token; ``"simple"``: adjacent tokens of
+    one type grouped into ``{"entity_group", "score", "word", "start", "end"}``; ``"first"`` / ``"average"`` /
+    ``"max"``: each word labelled from its first token / mean scores / most confident token, then grouped. Labels
+    in ``ignore_labels`` (default ``["O"]``) are left out. Same rules as transformers' pipeline.
     """
 
     task = "token-classification"
     head = "token_classification"
+    OUTPUTS = ("logits",)
+    CALL_OPTIONS = {"truncation": True, "aggregation_strategy": "none", "ignore_labels": None}
+    STRATEGIES = ("none", "simple", "first", "average", "max")
 
     def prepare(self, items: Sequence[Any], truncation: bool = True) -> list[Feature]:
         return self.encode(items, None, truncation, offsets=True)
 
     def run_batch(self, features: Sequence[Feature]) -> list[np.ndarray]:
-        batch = self.batch_tensors(features)
-        logits = self.runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits
-        return [logits[i, : len(f)].float().numpy() for i, f in enumerate(features)]
+        logits = self.run_model(features)[0]["logits"]
+        return [logits[i, : len(f)] for i, f in enumerate(features)]
 
     def finish(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], **options: Any) -> dict:
         feature, probs = features[0], _softmax(np.asarray(outputs[0], dtype=np.float64))
@@ -262,6 +367,32 @@ class TokenClassificationPipeline(Pipeline):
                 words[-1] = (label, score, first, end)
             previous = word
         return {"entities": group_entities(item, words), "truncated": feature.truncated}
+
+    def postprocess(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any],
+                    aggregation_strategy: Any = "none", ignore_labels: Sequence[str] | None = None) -> list[dict]:
+        strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()  # str or HF's enum
+        if strategy not in self.STRATEGIES:
+            raise ValueError(f"aggregation_strategy must be one of {', '.join(self.STRATEGIES)}, "
+                             f"got {aggregation_strategy!r}")
+        feature, probs = features[0], _softmax(np.asarray(outputs[0], dtype=np.float64))
+        tokens = []
+        for t, word in enumerate(feature.word_ids):
+            if word is None:  # [CLS], [SEP]
+                continue
+            start, end = feature.offsets[t]
+            token, text = self.tokenizer.backend.id_to_token(feature.input_ids[t]), item[start:end]
+            subword = len(token) != len(text)  # "##ith" vs "ith": a WordPiece continuation
+            if feature.input_ids[t] == self.tokenizer.unk_token_id:
+                token, subword = text, False
+            tokens.append(TokenScores(token, probs[t], start, end, t, subword))
+        ignore = ["O"] if ignore_labels is None else list(ignore_labels)
+        entities = aggregate_entities(tokens, strategy, self.config.id2label, self.decode)
+        return [e for e in entities if e.get("entity", e.get("entity_group")) not in ignore]
+
+    def decode(self, tokens: Sequence[str]) -> str:
+        """Sub-word tokens -> text (the WordPiece decoder joins ``##`` continuations), as transformers does."""
+        decoder = self.tokenizer.backend.decoder
+        return decoder.decode(list(tokens)) if decoder is not None else " ".join(tokens)
 
 
 def group_entities(text: str, words: Sequence[tuple[str, float, int, int]]) -> list[dict[str, Any]]:
@@ -292,6 +423,68 @@ def group_entities(text: str, words: Sequence[tuple[str, float, int, int]]) -> l
     return entities
 
 
+@dataclass
+class TokenScores:
+    """One text token's label probabilities, for transformers' entity aggregation."""
+
+    word: str  # the token (sub-word pieces keep their ``##``)
+    scores: np.ndarray  # (num_labels,)
+    start: int
+    end: int
+    index: int  # position in the model's row, [CLS] = 0
+    is_subword: bool
+
+
+def aggregate_entities(tokens: Sequence[TokenScores], strategy: str, id2label: dict[int, str],
+                       decode: Callable[[Sequence[str]], str]) -> list[dict[str, Any]]:
+    """transformers' ``TokenClassificationPipeline.aggregate``: per-token entities (``none``), grouped tokens
+    (``simple``), or words (``first`` / ``average`` / ``max``) grouped."""
+    if strategy in ("none", "simple"):
+        entities = [{"entity": id2label[int(t.scores.argmax())], "score": float(t.scores.max()), "index": t.index,
+                     "word": t.word, "start": t.start, "end": t.end} for t in tokens]
+    else:
+        words: list[list[TokenScores]] = []
+        for t in tokens:
+            if words and t.is_subword:
+                words[-1].append(t)
+            else:
+                words.append([t])
+        entities = [_word_entity(word, strategy, id2label, decode) for word in words]
+    return entities if strategy == "none" else _group_adjacent(entities, decode)
+
+
+def _word_entity(word: Sequence[TokenScores], strategy: str, id2label: dict[int, str],
+                 decode: Callable[[Sequence[str]], str]) -> dict[str, Any]:
+    if strategy == "first":
+        scores = word[0].scores
+    elif strategy == "max":
+        scores = max(word, key=lambda t: t.scores.max()).scores
+    else:  # average
+        scores = np.nanmean(np.stack([t.scores for t in word]), axis=0)
+    best = int(scores.argmax())
+    return {"entity": id2label[best], "score": float(scores[best]), "word": decode([t.word for t in word]),
+            "start": word[0].start, "end": word[-1].end}
+
+
+def _group_adjacent(entities: Sequence[dict[str, Any]], decode: Callable[[Sequence[str]], str]
+                    ) -> list[dict[str, Any]]:
+    """Adjacent entities of one type -> one ``entity_group``: ``B-X`` starts a group, ``I-X`` (or a bare ``X``)
+    continues an X group (transformers' ``group_entities``)."""
+    def tag(label: str) -> tuple[str, str]:
+        return ("B", label[2:]) if label.startswith("B-") else ("I", label[2:] if label.startswith("I-") else label)
+
+    groups: list[list[dict[str, Any]]] = []
+    for entity in entities:
+        bi, kind = tag(entity["entity"])
+        if groups and bi != "B" and tag(groups[-1][-1]["entity"])[1] == kind:
+            groups[-1].append(entity)
+        else:
+            groups.append([entity])
+    return [{"entity_group": group[0]["entity"].split("-", 1)[-1],
+             "score": float(np.nanmean([e["score"] for e in group])), "word": decode([e["word"] for e in group]),
+             "start": group[0]["start"], "end": group[-1]["end"]} for group in groups]
+
+
 # ---------------------------------------------------------------------------------------------- question answering
 
 
@@ -304,10 +497,16 @@ class QuestionAnsweringPipeline(Pipeline):
     selection the SQuAD evaluation uses), the best over windows by start + end logit wins. ``score`` is that
     span's probability within its window (softmax of start times softmax of end); ``start``/``end`` are character
     offsets into the context.
+
+    Called (transformers 4's form: transformers 5 has no QA pipeline): ``qa(question=..., context=...)`` or
+    ``qa({"question", "context"})`` -> ``{"score", "start", "end", "answer"}``; lists (or a list of questions with
+    one context, or the reverse) -> a list of them.
     """
 
     task = "question-answering"
     head = "question_answering"
+    OUTPUTS = ("start_logits", "end_logits")
+    CALL_OPTIONS = {"truncation": True, "question": None, "context": None}
 
     def __init__(self, *args: Any, doc_stride: int = 128, n_best_size: int = 20, max_answer_length: int = 30,
                  **kwargs: Any):
@@ -344,10 +543,26 @@ class QuestionAnsweringPipeline(Pipeline):
         return features
 
     def run_batch(self, features: Sequence[Feature]) -> list[tuple[np.ndarray, np.ndarray]]:
-        batch = self.batch_tensors(features)
-        out = self.runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        return [(out.start_logits[i, : len(f)].float().numpy(), out.end_logits[i, : len(f)].float().numpy())
-                for i, f in enumerate(features)]
+        out = self.run_model(features)[0]
+        return [(out["start_logits"][i, : len(f)], out["end_logits"][i, : len(f)]) for i, f in enumerate(features)]
+
+    def call_inputs(self, inputs: Any, options: dict[str, Any]) -> Any:
+        question, context = options.pop("question"), options.pop("context")
+        if question is None and context is None:
+            return super().call_inputs(inputs, options)
+        if inputs is not None or question is None or context is None:
+            raise TypeError("question-answering: pass inputs, or both question= and context=, not a mix")
+        if not isinstance(question, list) and not isinstance(context, list):
+            return {"question": question, "context": context}
+        questions = question if isinstance(question, list) else [question] * len(context)
+        contexts = context if isinstance(context, list) else [context] * len(questions)
+        if len(questions) != len(contexts):
+            raise ValueError(f"question-answering: {len(questions)} questions for {len(contexts)} contexts")
+        return [{"question": q, "context": c} for q, c in zip(questions, contexts)]
+
+    def postprocess(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], **options: Any) -> dict:
+        best = self.finish(item, features, outputs)
+        return {"score": best["score"], "start": best["start"], "end": best["end"], "answer": best["answer"]}
 
     def finish(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], **options: Any) -> dict:
         context = item[1]
@@ -371,31 +586,35 @@ class QuestionAnsweringPipeline(Pipeline):
 class FeatureExtractionPipeline(Pipeline):
     """A text -> ``{"embedding": [floats], "truncated"}``: the mean of the last hidden states over real tokens
     (``pooling="mean"``, what sentence-transformers' all-MiniLM-L6-v2 uses) or the [CLS] state
-    (``pooling="cls"``); ``normalize=True`` scales it to unit length. Runs the encoder of any head."""
+    (``pooling="cls"``); ``normalize=True`` scales it to unit length. Runs the encoder of any head.
+
+    Called (transformers): one vector per token, ``[[[...], ...]]`` for a text (a batch of one, [CLS] and [SEP]
+    included); with ``pooling`` given (here or to ``pipeline``) one sentence vector per text instead, as
+    sentence-transformers' ``encode`` gives it.
+    """
 
     task = "feature-extraction"
     head = "base"
+    OUTPUTS = ("last_hidden_state",)
+    CALL_OPTIONS = {"truncation": True, "pooling": None, "normalize": None}
     POOLINGS = ("mean", "cls")
 
-    def __init__(self, *args: Any, pooling: str = "mean", normalize: bool = False, **kwargs: Any):
-        if pooling not in self.POOLINGS:
+    def __init__(self, *args: Any, pooling: str | None = None, normalize: bool = False, **kwargs: Any):
+        if pooling is not None and pooling not in self.POOLINGS:
             raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
-        self.pooling, self.normalize = pooling, normalize
+        # ``pooling`` is run()'s (the server's) pooling; __call__ pools only when one was asked for
+        self.pooling, self.normalize, self.pool_calls = pooling or "mean", normalize, pooling is not None
         super().__init__(*args, **kwargs)
-
-    def runnable(self, model: SqueezeBertPreTrainedModel) -> SqueezeBertPreTrainedModel:
-        return model.transformer if isinstance(model, TaskModel) else model
 
     def prepare(self, items: Sequence[Any], truncation: bool = True) -> list[Feature]:
         return self.encode(items, None, truncation)
 
     def run_batch(self, features: Sequence[Feature]) -> list[dict[str, np.ndarray]]:
-        batch = self.batch_tensors(features)
-        hidden = self.runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, S, 1)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        cls = hidden[:, 0]
-        return [{"mean": mean[i].float().numpy(), "cls": cls[i].float().numpy()} for i in range(len(features))]
+        out, batch = self.run_model(features)
+        hidden = out["last_hidden_state"]  # (B, S, C)
+        mask = batch["attention_mask"][..., None].astype(hidden.dtype)  # (B, S, 1)
+        mean = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1)
+        return [{"mean": mean[i], "cls": hidden[i, 0], "tokens": hidden[i, : len(f)]} for i, f in enumerate(features)]
 
     def finish(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], pooling: str | None = None,
                normalize: bool | None = None, **options: Any) -> dict:
@@ -406,6 +625,15 @@ class FeatureExtractionPipeline(Pipeline):
         if self.normalize if normalize is None else normalize:
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         return {"embedding": [float(x) for x in vector], "truncated": features[0].truncated}
+
+    def postprocess(self, item: Any, features: Sequence[Feature], outputs: Sequence[Any], pooling: str | None = None,
+                    normalize: bool | None = None) -> list:
+        pooling = pooling or (self.pooling if self.pool_calls else None)
+        if pooling is None:  # transformers' shape: the token vectors of a batch of one
+            if normalize:
+                raise ValueError("normalize=True needs a pooling ('mean' or 'cls'): token vectors are not normalised")
+            return [np.asarray(outputs[0]["tokens"]).tolist()]
+        return self.finish(item, features, outputs, pooling=pooling, normalize=normalize)["embedding"]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "labels": [], "dim": self.config.hidden_size, "pooling": self.pooling}
@@ -433,33 +661,116 @@ def task_for_model(model: SqueezeBertPreTrainedModel) -> str:
     return HEAD_TASKS.get(head, "feature-extraction")
 
 
-def pipeline(task: str, model: str | os.PathLike | SqueezeBertPreTrainedModel,
+def pipeline(task: str | None = None, model: str | os.PathLike | SqueezeBertPreTrainedModel | OnnxModel | None = None,
              tokenizer: Tokenizer | str | os.PathLike | None = None, precision: str = "fp32", batch_size: int = 32,
-             max_length: int | None = None, **kwargs: Any) -> Pipeline:
-    """A ready pipeline for ``task`` (a key of :data:`TASKS`).
+             max_length: int | None = None, backend: str | None = None, **kwargs: Any) -> Pipeline:
+    """A ready pipeline for ``task``: a key of :data:`TASKS` or a transformers alias (``"sentiment-analysis"``,
+    ``"ner"``); None: the task of the model's head.
 
-    ``model`` is a checkpoint directory (loaded with the task's head; a checkpoint without that head's weights
-    gets a freshly initialised head, with a warning) or a loaded model. ``tokenizer`` defaults to the checkpoint
-    directory's. ``kwargs`` go to the pipeline class (``compile``, ``max_tokens``, ``doc_stride``, ``pooling``...).
+    ``model``: a checkpoint directory (loaded with the task's head; a checkpoint without that head's weights gets
+    a freshly initialised head, with a warning), a loaded model, or a folder written by ``squeezebert export
+    --format onnx`` (or an :class:`~squeezebert.onnx_backend.OnnxModel`). ``backend``: ``"torch"`` or
+    ``"onnxruntime"`` (default: onnxruntime for an ONNX folder, else torch); the onnxruntime path never imports
+    torch. ``tokenizer`` defaults to the model directory's. ``kwargs``: the pipeline's settings (``compile`` for
+    torch, ``max_tokens``, ``doc_stride``, ``pooling``...) and defaults for its call options (``top_k``,
+    ``aggregation_strategy``...); anything else is an error.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    cls = TASKS[task]
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        tokenizer = tokenizer if tokenizer is not None else path
-        model = load_model(path, head=cls.head if cls.head != "base" else None)
-    elif not isinstance(model, SqueezeBertPreTrainedModel):
-        raise TypeError(f"model must be a checkpoint path or a SqueezeBERT model, got {type(model).__name__}")
+    if model is None:
+        raise TypeError("pipeline() needs model=: a checkpoint directory, an exported ONNX folder or a loaded model")
+    task = resolve_task(task) if task is not None else None
+    backend = backend or default_backend(model)
+    if backend == "onnxruntime":
+        runner, config, tokenizer, task = _onnx_runner(model, task, tokenizer, precision, kwargs)
+    elif backend == "torch":
+        runner, config, tokenizer, task = _torch_runner(model, task, tokenizer, precision, kwargs.pop("compile", False))
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if tokenizer is None:
         raise ValueError("a tokenizer (or its directory) is needed when model is an already loaded model")
     if not isinstance(tokenizer, Tokenizer):
         tokenizer = Tokenizer.from_pretrained(tokenizer)
-    if cls.head != "base" and task_for_model(model) != task:
-        raise ValueError(f"task {task!r} needs a {cls.head} model, got {type(model).__name__}")
+    return TASKS[task](runner, config, tokenizer, precision=precision, batch_size=batch_size, max_length=max_length,
+                       **kwargs)
+
+
+def resolve_task(task: str) -> str:
+    """A task name or transformers alias -> our task name."""
+    name = TASK_ALIASES.get(task, task)
+    if name not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join([*TASKS, *TASK_ALIASES])}")
+    return name
+
+
+def default_backend(model: Any) -> str:
+    """onnxruntime for an ONNX folder (``model.onnx`` and no PyTorch weights) or a loaded one, else torch."""
+    if type(model).__name__ == "OnnxModel":  # by name: importing the class would import onnxruntime
+        return "onnxruntime"
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+        if (path / "model.onnx").is_file() and not any((path / name).is_file() for name in weights):
+            return "onnxruntime"
+    return "torch"
+
+
+def _onnx_runner(model: Any, task: str | None, tokenizer: Any, precision: str, kwargs: dict[str, Any]
+                 ) -> tuple[Runner, SqueezeBertConfig, Any, str]:
+    from .onnx_backend import OnnxModel
+
+    if precision != "fp32":
+        raise ValueError(f"precision={precision!r} applies to the torch backend; an ONNX folder's precision is "
+                         "fixed at export (squeezebert export --int8)")
+    if "compile" in kwargs:
+        raise TypeError("compile applies to the torch backend only")
+    onnx = model if isinstance(model, OnnxModel) else OnnxModel(model)
+    task = task or HEAD_TASKS.get(onnx.head, "feature-extraction")
+    cls = TASKS[task]
+    missing = [name for name in cls.OUTPUTS if name not in onnx.output_names]
+    if missing or (cls.head != "base" and onnx.head != cls.head):
+        raise ValueError(f"{onnx.path}: task {task!r} needs a {cls.head} model with output(s) "
+                         f"{', '.join(cls.OUTPUTS)}; this export is a {onnx.head} model with "
+                         f"{', '.join(onnx.output_names)} (export the checkpoint with the task's head; "
+                         "--head base for feature-extraction)")
+    return onnx, onnx.config, tokenizer if tokenizer is not None else onnx.tokenizer, task
+
+
+def _torch_runner(model: Any, task: str | None, tokenizer: Any, precision: str, compile: bool
+                  ) -> tuple[Runner, SqueezeBertConfig, Any, str]:
+    from .checkpoint import load_model
+    from .model import SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel
+
+    if isinstance(model, (str, os.PathLike)):
+        head = TASKS[task].head if task is not None else None
+        tokenizer = tokenizer if tokenizer is not None else Path(model)
+        model = load_model(Path(model), head=head if head != "base" else None)
+    elif not isinstance(model, SqueezeBertPreTrainedModel):
+        raise TypeError("model must be a checkpoint path, an exported ONNX folder or a SqueezeBERT model, got "
+                        f"{type(model).__name__}")
     if not isinstance(model, (SqueezeBertModel, TaskModel)):
         raise TypeError(f"unsupported model type {type(model).__name__}")
-    return cls(model.eval(), tokenizer, precision=precision, batch_size=batch_size, max_length=max_length, **kwargs)
+    task = task or task_for_model(model)
+    cls = TASKS[task]
+    if cls.head != "base" and task_for_model(model) != task:
+        raise ValueError(f"task {task!r} needs a {cls.head} model, got {type(model).__name__}")
+    encoder = model.transformer if cls.head == "base" and isinstance(model, TaskModel) else model
+    return TorchRunner(encoder.eval(), precision, compile), model.config, tokenizer, task
+
+
+class TorchRunner:
+    """A PyTorch model on numpy batches, through ``for_inference`` (precision as a module swap, optional compile)."""
+
+    def __init__(self, model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = False):
+        from .infer.fast import for_inference
+
+        self.model = for_inference(model, precision, compile=compile)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+        import torch
+
+        out = self.model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask),
+                         torch.from_numpy(token_type_ids))
+        return {name: value.float().numpy() for name, value in out.items() if isinstance(value, torch.Tensor)}
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
