@@ -24,7 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import SqueezeBertConfig
+from .config import ARCHITECTURE_TO_HEAD, SqueezeBertConfig
+from .fileio import atomic_path
 from .model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,6 @@ WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PICKLE_WEIGHTS_NAME = "pytorch_model.bin"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
-# transformers architecture name -> our head. BERT names are rewritten to SqueezeBERT ones by the config loader.
-ARCHITECTURE_TO_HEAD = {
-    "SqueezeBertModel": "base",
-    "SqueezeBertForMaskedLM": "masked_lm",
-    "SqueezeBertForPreTraining": "pretraining",
-    "SqueezeBertForSequenceClassification": "sequence_classification",
-    "SqueezeBertForTokenClassification": "token_classification",
-    "SqueezeBertForQuestionAnswering": "question_answering",
-    "SqueezeBertForMultipleChoice": "multiple_choice",
-}
 
 # Dense BERT sub-module names -> ours (which are transformers' SqueezeBERT names).
 _BERT_RENAMES = [
@@ -109,13 +100,9 @@ def read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
     if single.exists():
         return _load_safetensors(single), single
     if index.exists():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{index}: not a valid safetensors index ({e})") from None
         state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(_load_safetensors(directory / shard))
+        for shard in _index_shards(index):
+            state.update(_load_safetensors(shard))
         return state, index
     if pickled.exists():
         try:
@@ -126,6 +113,26 @@ def read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
             raise CheckpointError(f"{pickled}: expected a state dict, got {type(state).__name__}")
         return state, pickled
     raise FileNotFoundError(f"{directory}: no {WEIGHTS_NAME}, {WEIGHTS_INDEX_NAME} or {PICKLE_WEIGHTS_NAME}")
+
+
+def _index_shards(index: Path) -> list[Path]:
+    """The shard files a ``model.safetensors.index.json`` names, each checked to lie inside the checkpoint directory
+    (an index is data from whoever made the checkpoint: it must not make us read ``/etc/...`` or ``../..``)."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{index}: not a valid safetensors index ({type(e).__name__}: {e})") from None
+    root = index.parent.resolve()
+    shards = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{index}: shard names must be file names, got {name!r}")
+        shard = (index.parent / name).resolve()
+        if shard.parent != root and root not in shard.parents:
+            raise CheckpointError(f"{index}: shard {name!r} lies outside the checkpoint directory {index.parent}")
+        shards.append(shard)
+    return shards
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -195,7 +202,22 @@ def load_state(model: SqueezeBertPreTrainedModel, state: dict[str, torch.Tensor]
     unused = (lambda k: "pooler." in k) if not getattr(model, "uses_pooler", True) else (lambda k: False)
     report.missing = [k for k in absent if not unused(k)]
     report.missing_unused = [k for k in absent if unused(k)]
+    _check_mostly_loaded(model, usable, state, path)
     model.load_state_dict(usable, strict=False)
+
+
+def _check_mostly_loaded(model: SqueezeBertPreTrainedModel, usable: dict[str, torch.Tensor],
+                         state: dict[str, torch.Tensor], path: Path) -> None:
+    """A fresh head is normal; an encoder left mostly at its random init means the file is not this model's."""
+    prefix = "" if isinstance(model, SqueezeBertModel) else "transformer."
+    encoder = [k for k in model.state_dict() if k.startswith(prefix) and ".pooler." not in f".{k}"]
+    matched = sum(k in usable for k in encoder)
+    if matched * 2 < len(encoder):
+        example = next(iter(state), None)
+        raise CheckpointError(
+            f"{path}: only {matched} of the model's {len(encoder)} encoder tensors match a tensor in the checkpoint "
+            f"({len(state)} tensors, e.g. {example!r}): the model would be mostly random. Not a BERT or SqueezeBERT "
+            "checkpoint, or renamed tensors?")
 
 
 def load_model(
@@ -258,20 +280,79 @@ def to_hf(model: SqueezeBertPreTrainedModel) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: SqueezeBertPreTrainedModel, directory: str | os.PathLike, tokenizer: Any = None,
-               copy_tokenizer_from: str | os.PathLike | None = None) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files); each file lands atomically."""
+               copy_tokenizer_from: str | os.PathLike | None = None,
+               sentence_transformers_from: str | os.PathLike | None = None,
+               card: dict[str, Any] | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) and a model card (``README.md``; ``card``:
+    facts for :func:`~squeezebert.model_card.write_model_card`); each file lands atomically. With
+    ``sentence_transformers_from`` a sentence-transformers source's own files come along (see
+    :func:`copy_sentence_transformers_files`)."""
+    from .model_card import write_model_card
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.replace(architectures=[model.architecture])
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(to_hf(model), str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, directory / WEIGHTS_NAME)
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(to_hf(model), str(tmp), metadata={"format": "pt"})
     config.save(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     elif copy_tokenizer_from is not None:
-        for name in TOKENIZER_FILES:
-            src = Path(copy_tokenizer_from) / name
-            if src.exists():
-                shutil.copyfile(src, directory / name)
+        copy_tokenizer_files(copy_tokenizer_from, directory)
+    if sentence_transformers_from is not None:
+        copy_sentence_transformers_files(sentence_transformers_from, directory, config.hidden_size)
+    write_model_card(directory, config, **(card or {}))
     return directory
+
+
+def copy_tokenizer_files(source: str | os.PathLike, directory: str | os.PathLike) -> list[str]:
+    """The tokenizer files of checkpoint directory ``source`` copied into ``directory``; returns the names."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copyfile(Path(source) / name, Path(directory) / name)
+            copied.append(name)
+    return copied
+
+
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def copy_sentence_transformers_files(source: str | os.PathLike, directory: str | os.PathLike,
+                                     hidden_size: int) -> list[str]:
+    """A sentence-transformers model's own files copied from ``source``: ``modules.json``, its settings and the
+    module folders ``modules.json`` lists (``1_Pooling/``, ``2_Normalize/``, ``2_Dense/``...), so that
+    ``SentenceTransformer(directory)`` loads the new checkpoint as the same sentence model (same pooling, same
+    normalisation). Returns the names copied: none for a plain transformers checkpoint."""
+    source, directory = Path(source), Path(directory)
+    modules_file = source / "modules.json"
+    if not modules_file.is_file():
+        return []
+    try:
+        folders = [m["path"] for m in json.loads(modules_file.read_text(encoding="utf-8")) if m.get("path")]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{modules_file}: not a valid sentence-transformers modules.json ({e})") from None
+    copied = []
+    for name in SENTENCE_TRANSFORMERS_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, directory / name)
+            copied.append(name)
+    for folder in folders:
+        src = (source / folder).resolve() if isinstance(folder, str) else None
+        if src is None or source.resolve() not in src.parents:
+            raise CheckpointError(f"{modules_file}: module path {folder!r} lies outside {source}")
+        if src.is_dir():  # a module without settings (Normalize) may have no folder at all
+            shutil.copytree(src, directory / folder, dirs_exist_ok=True)
+            _set_embedding_dimension(directory / folder / "config.json", hidden_size)
+            copied.append(folder)
+    return copied
+
+
+def _set_embedding_dimension(path: Path, hidden_size: int) -> None:
+    """Pooling's ``word_embedding_dimension`` follows the new model (a student may be narrower than its teacher)."""
+    if not path.is_file():
+        return
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(settings, dict) and settings.get("word_embedding_dimension", hidden_size) != hidden_size:
+        settings["word_embedding_dimension"] = hidden_size
+        path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")

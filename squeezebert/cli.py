@@ -7,11 +7,24 @@ the API and returns an exit code. ``COMMANDS`` below lists them all; nothing reg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+from . import __version__
+
+from .fileio import json_text, read_text
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that ran, for results files and model cards."""
+    import shlex
+
+    return shlex.join(["squeezebert", *getattr(args, "argv", [])])
 
 
 def info_args(p: argparse.ArgumentParser) -> None:
@@ -46,7 +59,9 @@ def convert_run(args: argparse.Namespace) -> int:
 
     model, report = load_model(args.source, head=args.head, return_report=True)
     print(report.summary())
-    save_model(model, args.out, copy_tokenizer_from=args.source)
+    card = {"made_by": f"converted from a {report.source_format} checkpoint", "base_model": args.source,
+            "command": _command(args)}
+    save_model(model, args.out, copy_tokenizer_from=args.source, sentence_transformers_from=args.source, card=card)
     print(f"wrote {args.out}")
     return 0
 
@@ -74,22 +89,23 @@ def demo_run(args: argparse.Namespace) -> int:
 
 
 def bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true",
-                   help="batch 1 x 128 only, fewer rounds, no torch.compile")
+    p.add_argument("--quick", action="store_true", help="batch 1 x 128 only, fewer rounds")
+    p.add_argument("--model", help="a checkpoint directory to benchmark as our paths (default: the paper's "
+                   "configuration, random weights); the anchors stay the same")
     p.add_argument("--out", default="out/bench", help="directory for results.json, results.md and plots")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2: this machine's cores)")
     p.add_argument("--rounds", type=int, help="timed rounds at 1x128 (default 30, quick 10)")
-    p.add_argument("--no-baselines", action="store_true", help="skip the transformers baselines")
+    p.add_argument("--no-baselines", action="store_true", help="skip the anchors (transformers / onnxruntime)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX (onnxruntime) paths")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile our paths (default: yes, except with --quick)")
+    p.add_argument("--compile", action="store_true",
+                   help="also torch.compile our paths (opt-in: minutes of compilation per shape)")
 
 
 def bench_run(args: argparse.Namespace) -> int:
     from .bench import run
 
     results = run(args.out, quick=args.quick, threads=args.threads, rounds=args.rounds,
-                  baselines=not args.no_baselines, onnx=not args.no_onnx, compile=args.compile)
+                  baselines=not args.no_baselines, onnx=not args.no_onnx, compile=args.compile, model=args.model)
     print((Path(args.out) / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots ({results['wall_s']} s)")
     return 0
@@ -100,20 +116,48 @@ def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="onnx", help="onnx (onnxruntime), pt2 (torch.export program) or pte "
                    "(ExecuTorch + XNNPACK; needs the executorch package); default onnx")
     p.add_argument("--int8", action="store_true", help="ONNX only: onnxruntime dynamic int8 quantisation")
-    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx)")
+    p.add_argument("--out", required=True, help="onnx: a folder to write (model.onnx + config.json + tokenizer + "
+                   "model card; runs without torch), or a path ending in .onnx for the model file alone; pt2/pte: "
+                   "the file to write")
     p.add_argument("--head", help="head to build (default: from the checkpoint's architectures; 'base' for presets)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def export_run(args: argparse.Namespace) -> int:
-    from .export import FORMATS, export, load_for_export
+    from .export import FORMATS, export, export_onnx_folder, load_for_export
 
     if args.format not in FORMATS:  # before loading (and warning about) the model
         raise ValueError(f"unknown export format {args.format!r}; choose one of {', '.join(FORMATS)}")
-    report = export(load_for_export(args.model, args.head), args.out, args.format, int8=args.int8,
-                    check=not args.no_check)
+    folder = args.format == "onnx" and Path(args.out).suffix.lower() != ".onnx"
+    with _stages(args, ["load", "export + parity check", "done"]) as stage:
+        model = load_for_export(args.model, args.head)
+        stage()
+        if folder:
+            report = export_onnx_folder(model, args.out, int8=args.int8, check=not args.no_check,
+                                        source=args.model if Path(args.model).is_dir() else None,
+                                        command=_command(args))
+        else:
+            report = export(model, args.out, args.format, int8=args.int8, check=not args.no_check)
+        stage()
     print(report.summary())
     return 0
+
+
+@contextlib.contextmanager
+def _stages(args: argparse.Namespace, names: list[str]) -> Iterator[Callable[[], None]]:
+    """A progress bar over the named stages of one long call (on stderr; off with --no-progress): yields
+    ``next_stage()``."""
+    from tqdm import tqdm
+
+    off = getattr(args, "no_progress", False)
+    with tqdm(total=len(names) - 1, desc=names[0], unit="stage", disable=True if off else None,  # None: TTY only
+              file=sys.stderr) as bar:
+        def next_stage() -> None:
+            bar.update()
+            bar.set_description(names[min(bar.n, len(names) - 1)])
+
+        yield next_stage
 
 
 def train_tokenizer_args(p: argparse.ArgumentParser) -> None:
@@ -181,20 +225,18 @@ def finetune_args(p: argparse.ArgumentParser) -> None:
 
 
 def finetune_run(args: argparse.Namespace) -> int:
-    import shlex
-
     from .finetune.run import finetune
 
     results = finetune(
         args.model, args.task, args.data_dir, args.out, tokenizer=args.tokenizer, max_length=args.max_length,
         batch_size=args.batch_size, limit_train=args.limit_train, limit_eval=args.limit_eval,
         task_options=_task_options(args), resume=not args.no_resume,
-        command=shlex.join(["squeezebert", *getattr(args, "argv", [])]),
+        command=_command(args),
         epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, warmup=args.warmup,
         weight_decay=args.weight_decay, grad_accum=args.grad_accum, eval_every=args.eval_every,
         patience=args.patience, precision=args.precision, seed=args.seed, device=args.device,
         progress=not args.no_progress)
-    print(json.dumps({k: results[k] for k in ("task", "metric", "best_metric", "dev", "steps", "wall_seconds",
+    print(json_text({k: results[k] for k in ("task", "metric", "best_metric", "dev", "steps", "wall_seconds",
                                               "model_dir")}, indent=2))
     print(f"wrote {Path(args.out) / 'results.json'}")
     return 0
@@ -206,14 +248,18 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="dev", help="split to score (default dev; MNLI dev = matched + mismatched)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json-out", help="also write the result to this JSON file")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="run the model in this weight format (what quantisation costs on the task; default fp32)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
     from .finetune.run import evaluate
 
     result = evaluate(args.model, args.task, args.data_dir, args.split, max_length=args.max_length,
-                      batch_size=args.batch_size, limit_eval=args.limit_eval, task_options=_task_options(args))
-    text = json.dumps(result, indent=2)
+                      batch_size=args.batch_size, limit_eval=args.limit_eval, task_options=_task_options(args),
+                      progress=not args.no_progress, precision=args.precision)
+    text = json_text(result)
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text + "\n", encoding="utf-8")
@@ -226,21 +272,24 @@ def predict_args(p: argparse.ArgumentParser) -> None:
                                             "object is read as one ({\"text\", \"text_pair\"} or "
                                             "{\"question\", \"context\"})")
     p.add_argument("--file", help="read inputs from this file, one per line")
-    p.add_argument("--out", help="write JSON lines here (default stdout); with --task, the prediction file")
+    p.add_argument("--out", help="write JSON lines here (default stdout); with --task, the prediction file, or for "
+                                 "a GLUE test split a folder: DIR/SST-2.tsv... (GLUE's submission names)")
     p.add_argument("--max-length", type=int, help="tokens per input (default: the model's limit)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
     p.add_argument("--no-truncation", action="store_true", help="an input longer than max-length is an error")
     p.add_argument("--task", help="predict a whole split of a task's data instead (with --data-dir, --split)")
     p.add_argument("--data-dir", help="with --task: the task's files")
-    p.add_argument("--split", default="test", help="with --task: the split (default test)")
+    p.add_argument("--split", default="test", help="with --task: the split (default test; MNLI also "
+                                                  "test_mismatched)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _read_inputs(args: argparse.Namespace) -> list:
     if args.texts:
         lines = list(args.texts)
     elif args.file:
-        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        lines = read_text(args.file).splitlines()
     else:
         lines = sys.stdin.read().splitlines()
     inputs = []
@@ -252,11 +301,25 @@ def _read_inputs(args: argparse.Namespace) -> list:
                 inputs.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{args.file or 'input'} line {number}: not valid JSON ({e})") from None
+            except RecursionError:
+                raise ValueError(f"{args.file or 'input'} line {number}: JSON nested too deeply") from None
         else:
             inputs.append(line)
     if not inputs:
         raise ValueError(f"no inputs in {args.file or 'the arguments or stdin'}")
     return inputs
+
+
+def _json_lines(model: str, inputs: list, results: list) -> str:
+    """One strict JSON line per input; an output that is NaN or inf (broken weights) is an error, not ``NaN``."""
+    lines = []
+    for number, (item, result) in enumerate(zip(inputs, results), 1):
+        try:
+            lines.append(json.dumps({"input": item, **result}, allow_nan=False) + "\n")
+        except ValueError:
+            raise ValueError(f"{model}: the model's output for input {number} is not finite (NaN or inf): its weights "
+                             "are broken or overflow; nothing was written") from None
+    return "".join(lines)
 
 
 def predict_run(args: argparse.Namespace) -> int:
@@ -266,7 +329,8 @@ def predict_run(args: argparse.Namespace) -> int:
         if not args.out:
             raise ValueError("--task needs --out (a file, or a directory for GLUE test predictions)")
         path = predict_split(args.model, args.task, args.data_dir, args.split, args.out,
-                             max_length=args.max_length or 128, batch_size=args.batch_size)
+                             max_length=args.max_length or 128, batch_size=args.batch_size,
+                             progress=not args.no_progress)
         print(f"wrote {path}")
         return 0
     from .checkpoint import load_model
@@ -276,8 +340,8 @@ def predict_run(args: argparse.Namespace) -> int:
     pipe = pipeline(task_for_model(model), model=model, tokenizer=args.model, precision=args.precision,
                     batch_size=args.batch_size, max_length=args.max_length)
     inputs = _read_inputs(args)
-    results = pipe(inputs, truncation=not args.no_truncation)
-    lines = "".join(json.dumps({"input": item, **result}) + "\n" for item, result in zip(inputs, results))
+    results = pipe.run(inputs, truncation=not args.no_truncation, progress=not args.no_progress)
+    lines = _json_lines(args.model, inputs, results)
     if args.out:
         Path(args.out).write_text(lines, encoding="utf-8")
     else:
@@ -285,11 +349,17 @@ def predict_run(args: argparse.Namespace) -> int:
     return 0
 
 
+API_KEY_ENV = "SQUEEZEBERT_API_KEY"
+
+
 def serve_args(p: argparse.ArgumentParser) -> None:
     from .serve.config import ServeConfig
 
     d = ServeConfig(model="")
-    p.add_argument("model", help="checkpoint directory; its head picks the endpoints (plus /v1/embeddings)")
+    p.add_argument("model", help="checkpoint directory; its head picks the endpoints (plus /v1/embeddings); or a "
+                                 "folder of `squeezebert export --format onnx`")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"),
+                   help="default: onnxruntime for an exported ONNX folder (no torch needed), else torch")
     p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}: this machine only)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=d.precision, help="default fp32")
@@ -311,9 +381,26 @@ def serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"request body limit, 413 beyond (default {d.max_body_bytes})")
     p.add_argument("--timeout", type=float, default=d.timeout_s,
                    help=f"seconds per request, queueing included; 504 beyond (default {d.timeout_s:g})")
+    p.add_argument("--max-requests", type=int, default=d.max_requests,
+                   help="requests in progress beyond which new ones get a 503 at once; health probes are not "
+                        f"counted (default {d.max_requests}; 0: no limit)")
     p.add_argument("--max-connections", type=int, default=d.max_connections,
-                   help="connections/requests in progress beyond which uvicorn answers 503 at once "
-                        f"(default {d.max_connections}; 0: no limit)")
+                   help="open connections; beyond, the one idle (or sending its request) the longest is closed "
+                        f"to make room (default {d.max_connections})")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s,
+                   help=f"seconds a connection may stay open with no request (default {d.idle_timeout_s:g})")
+    p.add_argument("--read-timeout", type=float, default=d.read_timeout_s,
+                   help=f"seconds for a request's head, then its body, to arrive; 408 beyond "
+                        f"(default {d.read_timeout_s:g})")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on every route but health, metrics, the playground "
+                        f"page and the docs (default: ${API_KEY_ENV}, which keeps the key out of process lists)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin allowed to call the API, e.g. https://app.example.com (repeatable; "
+                        "'*' for any; default: none)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                   help="a Host header value to accept, e.g. api.example.com or *.example.com (repeatable; "
+                        "default: any)")
     p.add_argument("--no-embeddings", action="store_true", help="do not serve /v1/embeddings beside the head")
 
 
@@ -321,12 +408,17 @@ def serve_run(args: argparse.Namespace) -> int:
     from .serve.config import ServeConfig
     from .serve.server import serve
 
-    config = ServeConfig(model=args.model, host=args.host, port=args.port, precision=args.precision,
-                         compile=args.compile, threads=args.threads, max_batch_tokens=args.max_batch_tokens,
-                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+    config = ServeConfig(model=args.model, backend=args.backend, host=args.host, port=args.port,
+                         precision=args.precision, compile=args.compile, threads=args.threads,
+                         max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
+                         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_length=args.max_length, max_texts=args.max_texts, max_chars=args.max_chars,
                          max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
-                         max_connections=args.max_connections or None, embeddings=not args.no_embeddings)
+                         max_requests=args.max_requests or None, max_connections=args.max_connections,
+                         idle_timeout_s=args.idle_timeout, read_timeout_s=args.read_timeout,
+                         api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None,
+                         cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host),
+                         embeddings=not args.no_embeddings)
     serve(config, log_level="debug" if args.verbose else "info")
     return 0
 
@@ -372,14 +464,14 @@ def squeeze_run(args: argparse.Namespace) -> int:
     teacher = load_model(args.teacher)
     calibration = None
     if args.calibration_text:
-        lines = [line.strip() for line in Path(args.calibration_text).read_text(encoding="utf-8").splitlines()
+        lines = [line.strip() for line in read_text(args.calibration_text).splitlines()
                  if line.strip()][: args.calibration_lines]
         if not lines:
             raise ValueError(f"{args.calibration_text}: no text lines")
         calibration = text_batches(Tokenizer.from_pretrained(args.teacher), lines)
     student, report = squeeze(teacher, args.groups, permute=not args.no_permute, calibration=calibration,
                               return_report=True)
-    save_squeezed(student, args.out, tokenizer_from=args.teacher)
+    save_squeezed(student, args.out, tokenizer_from=args.teacher, command=_command(args))
     print(report.summary())
     print(f"parameters: teacher {teacher.num_parameters() / 1e6:.2f}M -> student {student.num_parameters() / 1e6:.2f}M")
     print(f"wrote {args.out}")
@@ -416,7 +508,6 @@ def distill_args(p: argparse.ArgumentParser) -> None:
 
 def distill_run(args: argparse.Namespace) -> int:
     import dataclasses
-    import shlex
 
     from .distill.distill import distill, distill_general
     from .distill.losses import DistillWeights
@@ -428,7 +519,7 @@ def distill_run(args: argparse.Namespace) -> int:
     weights = dataclasses.replace(weights, **{k: v for k, v in given.items() if v is not None})
     common = dict(student=args.student, groups=args.groups, weights=weights, calibrate=args.calibrate,
                   max_length=args.max_length, batch_size=args.batch_size, resume=not args.no_resume,
-                  command=shlex.join(["squeezebert", *getattr(args, "argv", [])]), epochs=args.epochs,
+                  command=_command(args), epochs=args.epochs,
                   max_steps=args.max_steps, lr=args.lr, warmup=args.warmup, seed=args.seed,
                   progress=not args.no_progress)
     if general:
@@ -442,7 +533,7 @@ def distill_run(args: argparse.Namespace) -> int:
                           eval_every=args.eval_every, **common)
         shown = ("task", "metric", "teacher_dev", "student_dev_before", "student_dev", "steps", "wall_seconds",
                  "model_dir")
-    print(json.dumps({k: results[k] for k in shown}, indent=2))
+    print(json_text({k: results[k] for k in shown}))
     print(f"wrote {Path(args.out) / 'results.json'}")
     return 0
 
@@ -478,6 +569,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squeezebert", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"squeezebert {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, declare, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -487,7 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train.loop import TrainingError  # a non-finite loss, an unusable or mismatched checkpoint
+    try:
+        from .train.loop import TrainingError  # a non-finite loss, an unusable or mismatched checkpoint
+    except ImportError:  # no torch (serve --backend onnxruntime on an edge box): nothing can train here
+        TrainingError = ValueError  # noqa: N806
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by runs that write results

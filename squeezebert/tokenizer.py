@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from .fileio import read_text
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 TRUNCATION = {"longest_first": "longest_first", "only_first": "only_first", "only_second": "only_second",
@@ -64,7 +65,7 @@ class Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such vocabulary file")
-        tokens = path.read_text(encoding="utf-8").splitlines()
+        tokens = read_text(path).splitlines()  # not UTF-8: an error naming the line and byte offset
         vocab: dict[str, int] = {}
         for token in tokens:
             vocab.setdefault(token.rstrip("\n"), len(vocab))
@@ -82,12 +83,17 @@ class Tokenizer:
         config_path = directory / "tokenizer_config.json"
         if config_path.exists():
             try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
+                config = json.loads(read_text(config_path))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+            except RecursionError:
+                raise ValueError(f"{config_path}: JSON nested too deeply to read") from None
+            if not isinstance(config, dict):
+                raise ValueError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
             options["lowercase"] = bool(config.get("do_lower_case", True))
             max_len = config.get("model_max_length", 512)
-            options["model_max_length"] = int(max_len) if isinstance(max_len, (int, float)) and max_len < 1e6 else 512
+            options["model_max_length"] = int(max_len) if isinstance(max_len, (int, float)) and 0 < max_len < 1e6 \
+                else 512
         if (directory / "tokenizer.json").exists():
             path = directory / "tokenizer.json"
             try:
@@ -141,26 +147,27 @@ class Tokenizer:
         return_tensors: str | None = "pt",
         add_special_tokens: bool = True,
     ) -> Encoding:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        _check_strings(texts, "texts")
+        texts = _as_strings(texts, "texts")
         if pairs is not None:
-            pairs = [pairs] if isinstance(pairs, str) else list(pairs)
-            _check_strings(pairs, "pairs")
+            pairs = _as_strings(pairs, "pairs")
             if len(pairs) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: they must match one to one")
         if not texts:
             raise ValueError("no texts to encode")
-        if truncation not in (None, False) and truncation not in TRUNCATION:
+        if truncation not in (None, False) and (not isinstance(truncation, (str, bool)) or truncation not in TRUNCATION):
             raise ValueError(f"truncation must be one of {list(TRUNCATION)} or None, got {truncation!r}")
+        for name, value, low in (("max_length", max_length, 0), ("stride", stride, 0)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**31):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         max_length = max_length or self.model_max_length
         backend = self.backend
         inputs = list(zip(texts, pairs)) if pairs is not None else texts
         with self._lock:
-            if truncation:
-                backend.enable_truncation(max_length, stride=stride, strategy=TRUNCATION[truncation])
-            else:
-                backend.no_truncation()
             try:
+                if truncation:  # (the library refuses a stride too large for max_length: a ValueError below)
+                    backend.enable_truncation(max_length, stride=stride, strategy=TRUNCATION[truncation])
+                else:
+                    backend.no_truncation()
                 encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
             except Exception as e:  # e.g. a pair too long for only_second truncation
                 raise ValueError(f"cannot tokenize: {e}") from None
@@ -195,6 +202,8 @@ class Tokenizer:
         if return_tensors == "pt":
             if not pad and len({len(x) for x in data["input_ids"]}) > 1:
                 raise ValueError("rows of different lengths cannot be tensors without padding")
+            import torch  # here, not at the top: the onnxruntime path tokenizes without torch installed
+
             data = {k: torch.tensor(v, dtype=torch.long) for k, v in data.items()}
         elif return_tensors is not None:
             raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
@@ -206,6 +215,7 @@ class Tokenizer:
         return self.backend.encode(text, pair, add_special_tokens=add_special_tokens).ids
 
     def tokenize(self, text: str) -> list[str]:
+        _check_strings([text], "text")
         return self.backend.encode(text, add_special_tokens=False).tokens
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
@@ -252,7 +262,25 @@ def train_tokenizer(files: Sequence[str | os.PathLike], vocab_size: int = 30522,
     return tokenizer
 
 
+def _as_strings(values: Any, what: str) -> list[str]:
+    """A string or a sequence of strings (list, tuple, array, ...) as a list; anything else is a TypeError naming
+    ``what`` (a dict or set would silently encode its keys, in no particular order)."""
+    if isinstance(values, str):
+        values = [values]
+    elif isinstance(values, (dict, set, frozenset, bytes, bytearray)) or not isinstance(values, Iterable):
+        raise TypeError(f"{what} must be a string or a list of strings, got {type(values).__name__}")
+    values = list(values)
+    _check_strings(values, what)
+    return values
+
+
 def _check_strings(values: Sequence[Any], what: str) -> None:
     for i, v in enumerate(values):
         if not isinstance(v, str):
             raise TypeError(f"{what}[{i}] is {type(v).__name__}, not str")
+        if not v.isascii():  # a lone surrogate (JSON may carry one) is no text the tokenizer library takes
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"{what}[{i}] is not valid Unicode: a lone surrogate {v[e.start]!r} at position "
+                                 f"{e.start}") from None

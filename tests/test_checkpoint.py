@@ -35,8 +35,8 @@ def test_round_trip_is_exact(head, tmp_path):
     if head == "multiple_choice":
         return  # its 3-d inputs are exercised by the parity tests
     a, b = forward(model), forward(again)
-    assert torch.equal(a.last_hidden_state if a.logits is None else a.logits,
-                       b.last_hidden_state if b.logits is None else b.logits)
+    assert torch.equal(a.last_hidden_state if a.head_logits() is None else a.head_logits(),
+                       b.last_hidden_state if b.head_logits() is None else b.head_logits())
 
 
 def test_headless_checkpoint_initialises_and_reports_the_head(tmp_path):

@@ -20,6 +20,7 @@ from squeezebert.data import DataError
 from squeezebert.finetune import load_task
 from squeezebert.finetune.run import evaluate, finetune, predict_split
 from squeezebert.tokenizer import Tokenizer
+from squeezebert.train.loop import TrainingError
 
 POSITIVE = ["good", "great", "fine", "nice", "lovely"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
@@ -237,8 +238,12 @@ def test_early_stopping_and_resume_of_a_finished_run(tmp_path, vocab):
     results = finetune("tiny", "sst2", data, out, tokenizer=vocab, epochs=30, eval_every=1, patience=2,
                        **{**FAST, "lr": 1e-9})  # nothing improves at lr 1e-9: stops after 1 + 2 evaluations
     assert results["stopped_early"] and results["steps"] == 3
-    again = finetune("tiny", "sst2", data, out, tokenizer=vocab, max_steps=3, eval_every=1, **FAST)
+    again = finetune("tiny", "sst2", data, out, tokenizer=vocab, epochs=30, eval_every=1, patience=2,
+                     **{**FAST, "lr": 1e-9})
     assert again["steps"] == 3  # resumed from the step-3 checkpoint: nothing left to do
+    assert again["stopped_early"]  # its patience was used up: it stays stopped rather than training on
+    with pytest.raises(TrainingError, match="max_steps"):  # other settings are not that run resumed
+        finetune("tiny", "sst2", data, out, tokenizer=vocab, max_steps=3, eval_every=1, **FAST)
 
 
 def test_bf16_precision_runs(tmp_path, vocab):
@@ -305,6 +310,15 @@ def test_cli_finetune_evaluate_predict(tmp_path, vocab, capsys, monkeypatch):
                  "--max-length", "32"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["metrics"]["accuracy"] == pytest.approx(results["best_metric"]) and scored["examples"] == {"dev": 24}
+    # the same evaluation through the int8 inference path (what `accuracy.py int8` records)
+    assert main(["evaluate", "--model", str(out / "best"), "--task", "sst2", "--data-dir", str(data),
+                 "--max-length", "32", "--precision", "int8"]) == 0
+    scored8 = json.loads(capsys.readouterr().out)
+    assert scored8["precision"] == "int8" and scored8["examples"] == {"dev": 24}
+    assert abs(scored8["metrics"]["accuracy"] - scored["metrics"]["accuracy"]) <= 0.25
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", str(out / "best"), "--task", "sst2", "--data-dir", str(data), "--precision", "fp8"])
+    capsys.readouterr()
 
     # texts from arguments, one JSON line each, in order
     assert main(["predict", "--model", str(out / "best"), "the film was great", "the plot was awful"]) == 0

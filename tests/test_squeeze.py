@@ -131,6 +131,25 @@ def test_calibration_reduces_output_error(teacher):
     assert fitted["hidden"] < plain["hidden"]
 
 
+def test_sequential_fit_beats_the_independent_fit(teacher):
+    """Fitting each layer on the student's own inputs (with the residual error fed back) ends closer to the teacher
+    than fitting every projection on the teacher's inputs; both beat plain truncation."""
+    cal, held = [batch(s) for s in range(8)], [batch(s) for s in range(100, 104)]
+    plain = relative_error(teacher, squeeze(teacher), held)
+    independent = relative_error(teacher, squeeze(teacher, calibration=cal, sequential=False), held)
+    sequential = relative_error(teacher, squeeze(teacher, calibration=cal), held)
+    assert sequential["hidden"] < independent["hidden"] < plain["hidden"]
+
+
+def test_sequential_fit_with_dense_groups_reproduces_the_teacher(teacher):
+    """With no grouping, least squares on enough tokens recovers every weight: the stages, the permuted targets and
+    the residual feedback line up with the model's data flow (a misplaced target would show here)."""
+    cal = [batch(s) for s in range(12)]
+    student = squeeze(teacher, DENSE, permute=True, calibration=cal, ridge=1e-9)
+    error = relative_error(teacher, student, [batch(200)])
+    assert error["hidden"] < 1e-3 and error["logits"] < 1e-3
+
+
 def test_parse_groups_and_bad_groups(teacher):
     assert parse_groups("paper")["post_attention_groups"] == 1
     assert parse_groups("2") == {"q_groups": 2, "k_groups": 2, "v_groups": 2, "post_attention_groups": 1,

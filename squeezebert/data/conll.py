@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .tabular import ENCODING, DataError, ReadResult, RowSkipper
+from .tabular import DataError, ReadResult, RowSkipper, open_text
 
 DOCSTART = "-DOCSTART-"
 IGNORE_INDEX = -100  # the label id a loss ignores (PyTorch's cross-entropy default)
@@ -112,7 +112,7 @@ def _read_blocks(path: str | Path, tag_column: int, skipper: RowSkipper) -> list
             blocks.append((lines[0], tokens, tags, lines))
         tokens, tags, lines, broken = [], [], [], None
 
-    with open(path, encoding=ENCODING) as handle:
+    with open_text(path) as handle:
         for number, text in enumerate(handle, start=1):
             fields = text.split()
             if not fields or fields[0] == DOCSTART:

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from ..tokenizer import Tokenizer
 from .hf_corpus import is_hf, open_dataset, plan_hf_units, read_hf_rows
+from .tabular import open_text
 
 DOCUMENT_MODES = ("block", "paragraph", "line")
 IGNORE_INDEX = -100
@@ -108,7 +109,7 @@ def plan_units(files: Sequence[str], part_bytes: int) -> list[Unit]:
         size = os.path.getsize(path)
         column = None
         if path.endswith(".tsv"):
-            with open(path, encoding="utf-8-sig") as f:
+            with open_text(path) as f:
                 header = f.readline().rstrip("\n").split("\t")
             if "text" not in header:
                 raise ValueError(f"{path}: a .tsv corpus file needs a 'text' column in its header, got {header}")

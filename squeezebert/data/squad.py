@@ -8,7 +8,6 @@ empty answer, which only an empty prediction matches (EM = F1 = 1).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
@@ -16,11 +15,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .tabular import ENCODING, DataError, ReadResult, RowSkipper
+from .tabular import DataError, ReadResult, RowSkipper, open_text, parse_json
 
 
 class Answer(NamedTuple):
@@ -45,11 +44,8 @@ def read_squad(path: str | Path, *, skip_bad_rows: bool = False) -> ReadResult[S
     with missing fields) is a DataError naming the question, or with ``skip_bad_rows`` a counted, logged skip.
     v2.0's ``is_impossible`` questions have no answers (``plausible_answers`` are not read).
     """
-    try:
-        with open(path, encoding=ENCODING) as handle:
-            document = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise DataError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    with open_text(path) as handle:
+        document = parse_json(handle.read(), path, None)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise DataError(path, None, "not a SQuAD file: no top-level 'data' list")
     if not document["data"]:
@@ -57,8 +53,8 @@ def read_squad(path: str | Path, *, skip_bad_rows: bool = False) -> ReadResult[S
     skipper = RowSkipper(path, skip_bad_rows)
     examples: list[SquadExample] = []
     for a, article in enumerate(document["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            for q, qa in enumerate(paragraph.get("qas", [])):
+        for p, paragraph in enumerate(_children(article, "paragraphs", f"data[{a}]", path, skipper)):
+            for q, qa in enumerate(_children(paragraph, "qas", f"data[{a}].paragraphs[{p}]", path, skipper)):
                 where = f"data[{a}].paragraphs[{p}].qas[{q}]"
                 try:
                     examples.append(_example(article, paragraph, qa, where, path))
@@ -70,24 +66,41 @@ def read_squad(path: str | Path, *, skip_bad_rows: bool = False) -> ReadResult[S
     return ReadResult(examples, len(skipper.lines), [], None, str(path))
 
 
-def _example(article: dict, paragraph: dict, qa: dict, where: str, path: str | Path) -> SquadExample:
+def _children(parent: Any, key: str, where: str, path: str | Path, skipper: RowSkipper) -> list:
+    """``parent[key]`` as a list (absent: empty); a parent that is no object or a value that is no list is malformed:
+    raised, or skipped (empty) by ``skipper``."""
+    value = parent.get(key, []) if isinstance(parent, dict) else None
+    if not isinstance(value, list):
+        what = f"{where}.{key} is a {type(value).__name__}" if isinstance(parent, dict) else \
+            f"{where} is a {type(parent).__name__}"
+        skipper(DataError(path, None, f"{what}, not a list of objects as SQuAD has"))
+        return []
+    return value
+
+
+def _example(article: dict, paragraph: dict, qa: Any, where: str, path: str | Path) -> SquadExample:
+    if not isinstance(qa, dict):
+        raise DataError(path, None, f"{where} is a {type(qa).__name__}, not a question object")
     for owner, key in ((paragraph, "context"), (qa, "id"), (qa, "question")):
         if not isinstance(owner.get(key), str):
             raise DataError(path, None, f"{where}: missing or non-text {key!r}")
     context, qid = paragraph["context"], qa["id"]
     is_impossible = bool(qa.get("is_impossible", False))
     answers = []
-    for answer in [] if is_impossible else qa.get("answers", []):
-        text, start = answer.get("text"), answer.get("answer_start")
-        if not isinstance(text, str) or not isinstance(start, int):
-            raise DataError(path, None, f"{where} (id {qid}): answer without text/answer_start: {answer!r}")
+    given = [] if is_impossible else qa.get("answers", [])
+    if not isinstance(given, list):
+        raise DataError(path, None, f"{where} (id {qid}): answers is a {type(given).__name__}, not a list")
+    for answer in given:
+        text, start = (answer.get("text"), answer.get("answer_start")) if isinstance(answer, dict) else (None, None)
+        if not isinstance(text, str) or not isinstance(start, int) or start < 0:
+            raise DataError(path, None, f"{where} (id {qid}): answer without text/answer_start: {answer!r:.80}")
         if context[start : start + len(text)] != text:
             problem = f"answer {text!r} is not at answer_start {start} of the context"
             raise DataError(path, None, f"{where} (id {qid}): {problem}")
         answers.append(Answer(text, start))
     if not answers and not is_impossible:
         raise DataError(path, None, f"{where} (id {qid}): no answers and not marked is_impossible")
-    return SquadExample(qid, article.get("title", ""), context, qa["question"], answers, is_impossible)
+    return SquadExample(qid, str(article.get("title", "")), context, qa["question"], answers, is_impossible)
 
 
 # ---------------------------------------------------------------------------------------------- scoring

@@ -15,9 +15,12 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
+
+from ..fileio import decode_problem
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,31 @@ class RowSkipper:
 # ---------------------------------------------------------------------------------------------- raw rows
 
 
+@contextmanager
+def open_text(path: str | Path, **options: Any) -> Iterator[IO[str]]:
+    """``open(path)`` as UTF-8 text, where a byte that is not UTF-8 (latin-1 text, UTF-16, gzip, binary) is a
+    DataError naming the file's line and byte offset instead of the codec's position in some buffer."""
+    try:
+        with open(path, encoding=ENCODING, **options) as handle:
+            yield handle
+    except UnicodeDecodeError:
+        line, problem = decode_problem(path)
+        raise DataError(path, line, problem) from None
+
+
+def parse_json(text: str, path: str | Path, line: int | None) -> Any:
+    """``json.loads`` whose failures (bad syntax, nesting too deep for the parser) are DataErrors at ``line``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        hint = ""
+        if line is not None and text.lstrip().startswith("["):  # a JSON-lines reader given one JSON array
+            hint = " (a JSON array file? only JSON lines, one object a line, is supported)"
+        raise DataError(path, line if line is not None else error.lineno, f"invalid JSON: {error.msg}{hint}") from None
+    except RecursionError:
+        raise DataError(path, line, "JSON nested too deeply to read") from None
+
+
 def iter_delimited(
     path: str | Path, delimiter: str = "\t", quoting: int = csv.QUOTE_NONE
 ) -> Iterator[tuple[int, list[str]]]:
@@ -99,7 +127,7 @@ def iter_delimited(
     Raises DataError for a file with no non-blank row.
     """
     seen_any = False
-    with open(path, encoding=ENCODING, newline="") as handle:
+    with open_text(path, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         previous = 0
         try:
@@ -120,17 +148,11 @@ def iter_delimited(
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, record)`` for each non-blank line of a JSON-lines file; invalid JSON is a DataError."""
     seen_any = False
-    with open(path, encoding=ENCODING) as handle:
+    with open_text(path) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                hint = ""
-                if text.lstrip().startswith("["):
-                    hint = " (a JSON array file? only JSON lines, one object a line, is supported)"
-                raise DataError(path, number, f"invalid JSON: {error.msg}{hint}") from None
+            record = parse_json(text, path, number)
             seen_any = True
             yield number, record
     if not seen_any:

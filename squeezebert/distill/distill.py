@@ -23,12 +23,14 @@ import torch
 
 from ..checkpoint import CheckpointError, load_model, save_model
 from ..config import PRESETS, preset
+from ..data.pretraining import lines_to_documents
 from ..finetune.features import collate
-from ..finetune.run import evaluations, load_tokenizer, run_record, task_config, write_json
+from ..finetune.run import evaluations, load_tokenizer, run_record, run_settings, task_config, write_json
 from ..finetune.tasks import TaskData, load_task
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
+from ..model_card import write_model_card
 from ..tokenizer import Tokenizer
-from ..train.loop import ShuffledBatches, Trainer, TrainingArgs
+from ..train.loop import ShuffledBatches, Trainer, TrainingArgs, seed_everything
 from .losses import DistillLoss, DistillWeights
 from .squeeze import squeeze
 
@@ -73,13 +75,15 @@ def load_student(student: str | os.PathLike, teacher: SqueezeBertPreTrainedModel
 def _train(student: SqueezeBertPreTrainedModel, teacher: SqueezeBertPreTrainedModel, weights: DistillWeights,
            features: Sequence[dict], collate_fn, tokenizer: Tokenizer, output_dir: Path, batch_size: int,
            evaluate=None, metric: str | None = None, resume: bool | str = True, group_by_length: bool = True,
-           **training: Any):
+           save_options: dict[str, Any] | None = None, settings: dict[str, Any] | None = None, **training: Any):
     loss = DistillLoss(teacher, weights, student.config, teacher.config)
     args = TrainingArgs(output_dir=str(output_dir), metric=metric, **training)
     batches = ShuffledBatches(features, batch_size, collate_fn, seed=args.seed, group_by_length=group_by_length)
     trainer = Trainer(student, args, batches, evaluate=evaluate, loss_fn=loss,
                       extra_modules={"projections": loss.projections} if len(loss.projections) else None,
-                      save_model=lambda m, directory: save_model(m, directory, tokenizer=tokenizer))
+                      save_model=lambda m, directory: save_model(m, directory, tokenizer=tokenizer,
+                                                                 **(save_options or {})),
+                      settings=settings)
     return trainer.train(resume=resume)
 
 
@@ -108,6 +112,7 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
                          f"label(s) cannot teach {data.name} ({HEADS[data.head].__name__}, {data.num_labels} "
                          "label(s)): fine-tune it on the task first (squeezebert finetune)")
     calibration = calibration_batches(data.train, tok.pad_token_id, calibrate) if calibrate else None
+    seed_everything(training.get("seed", TrainingArgs.seed))  # a fresh student, head or projection is seeded too
     t0 = time.perf_counter()
     net = load_student(student, teacher_model, data.head, task_config(data), groups, calibration)
     squeeze_seconds = time.perf_counter() - t0
@@ -117,8 +122,13 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
     initial_dev = data.evaluate(net, "dev", eval_batch_size) if has_dev else None
     if teacher_dev is not None:
         log.info("teacher dev: %s; student before training: %s", teacher_dev, initial_dev)
+    save = _save_options(teacher, command, f"distilled on {data.name} from {teacher}", data.name)
+    settings = run_settings(teacher=teacher, student=student, task=data.name, groups=groups, calibrate=calibrate,
+                            weights=vars(weights or DistillWeights.task()), max_length=max_length,
+                            limit_train=limit_train, task_options=task_options)
     result = _train(net, teacher_model, weights or DistillWeights.task(), data.train, data.collate, tok, out,
-                    batch_size, evaluate, data.metric if has_dev else None, resume, **training)
+                    batch_size, evaluate, data.metric if has_dev else None, resume, save_options=save,
+                    settings=settings, **training)
     evals, best = evaluations(result, data)
     results = {
         "task": data.name,
@@ -138,8 +148,19 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
         "squeeze_seconds": round(squeeze_seconds, 2),
         **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size),
     }
+    if results["model_dir"] and results["student_dev"]:  # the card of the model to use gets its scores
+        write_model_card(results["model_dir"], net.config.replace(architectures=[net.architecture]),
+                         metrics={f"dev {k}": v for k, v in results["student_dev"].items()}, **save["card"])
     write_json(out / RESULTS_NAME, results)
     return results
+
+
+def _save_options(teacher: str | os.PathLike, command: str | None, made_by: str, task: str | None
+                  ) -> dict[str, Any]:
+    """What every saved student carries from its teacher: a sentence-transformers teacher's pooling files (so the
+    student loads with ``SentenceTransformer(dir)`` too) and a model card naming the teacher and the command."""
+    return {"sentence_transformers_from": teacher,
+            "card": {"made_by": made_by, "base_model": str(teacher), "task": task, "command": command}}
 
 
 # ---- general distillation -----------------------------------------------------------------------------------------
@@ -147,23 +168,33 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
 
 def text_features(tokenizer: Tokenizer, paths: Sequence[str | os.PathLike], max_length: int = 128,
                   limit: int | None = None, min_words: int = 8) -> list[dict]:
-    """Unlabeled text -> features: paragraphs (non-empty lines) of at least ``min_words`` words, truncated."""
-    texts: list[str] = []
+    """Unlabeled text -> features: each paragraph (a block of lines up to a blank line, so hard-wrapped books read
+    as running text) of at least ``min_words`` words, cut into windows of ``max_length`` tokens ([CLS] ... [SEP]).
+    Full windows give every position of the student a training signal; a paragraph's last piece is kept when it
+    has ``min_words`` tokens or more. ``limit`` caps the number of windows. Lines starting with ``#`` are file
+    separators (the speeches corpus) and skipped."""
+    body = max_length - 2
+    features: list[dict] = []
     for path in paths:
         with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if len(line.split()) >= min_words and not line.startswith("#"):
-                    texts.append(line)
-                    if limit is not None and len(texts) >= limit:
-                        break
-        if limit is not None and len(texts) >= limit:
-            break
-    if not texts:
-        raise ValueError(f"no text lines of >= {min_words} words in {', '.join(map(str, paths))}")
-    encoded = tokenizer(texts, padding=False, truncation=True, max_length=max_length, return_tensors=None)
-    return [{"input_ids": ids, "token_type_ids": types}
-            for ids, types in zip(encoded["input_ids"], encoded["token_type_ids"])]
+            lines = [line for line in f.read().splitlines() if not line.startswith("#")]
+        paragraphs = [" ".join(sentences) for sentences in lines_to_documents(lines, "paragraph")]
+        paragraphs = [p for p in paragraphs if len(p.split()) >= min_words]
+        if not paragraphs:
+            continue
+        encoded = tokenizer(paragraphs, padding=False, truncation=None, add_special_tokens=False,
+                            return_tensors=None)["input_ids"]
+        for ids in encoded:
+            for start in range(0, len(ids), body):
+                piece = ids[start:start + body]
+                if len(piece) >= min_words:
+                    window = [tokenizer.cls_token_id, *piece, tokenizer.sep_token_id]
+                    features.append({"input_ids": window, "token_type_ids": [0] * len(window)})
+                if limit is not None and len(features) >= limit:
+                    return features
+    if not features:
+        raise ValueError(f"no paragraphs of >= {min_words} words in {', '.join(map(str, paths))}")
+    return features
 
 
 def corpus_files(data_dir: str | os.PathLike) -> list[Path]:
@@ -189,12 +220,17 @@ def distill_general(teacher: str | os.PathLike, corpus: str | os.PathLike, outpu
     features = text_features(tok, corpus_files(corpus), max_length, limit_texts)
     teacher_model = load_model(teacher, head="base")
     calibration = calibration_batches(features, tok.pad_token_id, calibrate) if calibrate else None
+    seed_everything(training.get("seed", TrainingArgs.seed))
     net = load_student(student, teacher_model, "base", {}, groups, calibration)
     if not isinstance(net, SqueezeBertModel):
         raise ValueError("general distillation trains a bare encoder")
     coll = lambda batch: collate(batch, tok.pad_token_id)  # noqa: E731
+    save = _save_options(teacher, command, f"distilled from {teacher} on unlabeled text ({corpus})", None)
+    settings = run_settings(teacher=teacher, student=student, corpus=corpus, groups=groups, calibrate=calibrate,
+                            weights=vars(weights or DistillWeights.general()), max_length=max_length,
+                            limit_texts=limit_texts)
     result = _train(net, teacher_model, weights or DistillWeights.general(), features, coll, tok, out,
-                    batch_size, None, None, resume, **training)
+                    batch_size, None, None, resume, save_options=save, settings=settings, **training)
     last = next((row for row in reversed(result.history) if "loss" in row), {})
     results = {
         "teacher": str(teacher), "student": str(student), "corpus": str(corpus), "texts": len(features),

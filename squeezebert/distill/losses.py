@@ -132,7 +132,7 @@ class DistillLoss:
                 raise ValueError("ground_truth weight > 0 but the batch has no labels (or the head gives no loss)")
             terms["gt"] = out.loss * w.ground_truth
         if w.logits > 0:
-            terms["kd"] = logit_kd(out.logits, t.logits, w.temperature) * w.logits
+            terms["kd"] = logit_kd(out.head_logits(), t.head_logits(), w.temperature) * w.logits
         if w.embedding > 0:
             terms["emb"] = hidden_mse(out.hidden_states[0], t.hidden_states[0], mask, self._proj("embedding")) \
                 * w.embedding

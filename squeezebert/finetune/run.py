@@ -26,9 +26,11 @@ import torch
 from ..assets import shared_data_dir
 from ..checkpoint import load_model, save_model
 from ..config import PRESETS, preset
+from ..fileio import write_json
 from ..model import HEADS, SqueezeBertPreTrainedModel
+from ..model_card import write_model_card
 from ..tokenizer import Tokenizer
-from ..train.loop import ShuffledBatches, Trainer, TrainingArgs, TrainResult
+from ..train.loop import ShuffledBatches, Trainer, TrainingArgs, TrainResult, seed_everything
 from .tasks import TaskData, canonical_task, load_task
 
 log = logging.getLogger(__name__)
@@ -92,13 +94,6 @@ def _model_labels(model_dir: Path, task: str) -> dict[str, Any]:
     return {"labels": [id2label[k] for k in sorted(id2label, key=int)]} if id2label else {}
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Written to a temporary sibling and renamed: a results file is never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -110,6 +105,12 @@ def evaluations(result: TrainResult, data: TaskData) -> tuple[list[dict], dict |
              for row in result.history if row.get("eval")]
     best = next((row for row in evals if data.evals and row.get(data.metric) == result.best_metric), None)
     return evals, best
+
+
+def run_settings(**settings: Any) -> dict[str, Any]:
+    """A recipe's settings for the Trainer's resume check (paths normalised: ``./x`` is ``x``)."""
+    return {k: os.path.normpath(v) if isinstance(v, (str, os.PathLike)) and Path(v).exists() else v
+            for k, v in settings.items()}
 
 
 def run_record(result: TrainResult, data: TaskData | None, out: Path, started: float, command: str | None,
@@ -146,7 +147,8 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
     ``warmup``, ``eval_every``, ``patience``, ``precision``, ``seed``, ``progress``...); the metric that picks the
     best model is the task's official one (accuracy, F1, MCC, Spearman). ``task_options`` go to
     :func:`~squeezebert.finetune.tasks.load_task` (column names, ``train_file``/``dev_file``, ``doc_stride``...).
-    A run whose ``output_dir`` holds a checkpoint resumes from it (``resume=False`` starts over).
+    A run whose ``output_dir`` holds a checkpoint resumes from it (``resume=False`` starts over); with other
+    settings (steps, batch size, lr, seed, max length, ...) the resume is refused, listing the differences.
     ``group_by_length`` batches examples of similar length together (see ``ShuffledBatches``): 2-3x less padding.
     """
     started = time.perf_counter()
@@ -157,7 +159,9 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
     if not data.train:
         raise FileNotFoundError(f"{data.name}: no training examples (looked for {data.split_files('train')}); "
                                 "pass data_dir with a train file, or task_options={'train_file': ...}")
+    seed_everything(training.get("seed", TrainingArgs.seed))  # a fresh model or head is part of the seeded run
     net = build_model(model, data, tok)
+    card = {"made_by": f"fine-tuned on {data.name}", "base_model": str(model), "task": data.name, "command": command}
     has_dev = bool(data.evals)
     if not has_dev:
         log.warning("%s: no dev split found: training without evaluation, the last model is kept", data.name)
@@ -167,7 +171,9 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
     trainer = Trainer(
         net, args, batches,
         evaluate=(lambda m: data.evaluate(m, "dev", eval_batch_size)) if has_dev else None,
-        save_model=lambda m, directory: save_model(m, directory, tokenizer=tok),
+        save_model=lambda m, directory: save_model(m, directory, tokenizer=tok, card=card),
+        settings=run_settings(model=model, task=data.name, max_length=max_length, limit_train=limit_train,
+                              tokenizer=tokenizer, task_options=task_options),
     )
     result = trainer.train(resume=resume)
 
@@ -184,6 +190,9 @@ def finetune(model: str | os.PathLike, task: str, data_dir: str | os.PathLike | 
         **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size,
                      group_by_length=group_by_length),
     }
+    if results["model_dir"] and results["dev"]:  # the card of the model to use gets its scores
+        write_model_card(results["model_dir"], net.config.replace(architectures=[net.architecture]),
+                         metrics={f"dev {k}": v for k, v in results["dev"].items()}, **card)
     write_json(out / RESULTS_NAME, results)
     return results
 
@@ -210,13 +219,20 @@ def _load_for_task(model_path: str | os.PathLike, task: str, data_dir: str | os.
 
 def evaluate(model_path: str | os.PathLike, task: str, data_dir: str | os.PathLike | None, split: str = "dev", *,
              max_length: int = 128, batch_size: int = 64, limit_eval: int | None = None,
-             task_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             task_options: dict[str, Any] | None = None, progress: bool = False, precision: str = "fp32"
+             ) -> dict[str, Any]:
     """Official metrics of a fine-tuned model directory on ``split`` (``dev``; MNLI's ``dev`` covers matched and
-    mismatched; any labelled split the layout names, e.g. CoNLL ``test``)."""
+    mismatched; any labelled split the layout names, e.g. CoNLL ``test``). ``precision``: the weight format the
+    model runs in (``for_inference``: fp32, bf16, int8), to see what quantisation costs on the task."""
     started = time.perf_counter()
     model, data = _load_for_task(model_path, task, data_dir, max_length, limit_eval, task_options)
+    data.progress = progress
+    if precision != "fp32":
+        from ..infer.fast import for_inference
+
+        model = for_inference(model, precision, compile=False)
     scores = data.evaluate(model, split, batch_size)
-    return {"task": data.name, "model": str(model_path), "split": split, "metrics": scores,
+    return {"task": data.name, "model": str(model_path), "split": split, "precision": precision, "metrics": scores,
             "examples": {name: len(data.examples[name]) for name in data.examples if name.startswith(split)},
             "files": {name: path for name, path in data.files.items() if name.startswith(split)},
             "wall_seconds": round(time.perf_counter() - started, 2)}
@@ -224,10 +240,12 @@ def evaluate(model_path: str | os.PathLike, task: str, data_dir: str | os.PathLi
 
 def predict_split(model_path: str | os.PathLike, task: str, data_dir: str | os.PathLike | None, split: str,
                   output: str | os.PathLike, *, max_length: int = 128, batch_size: int = 64,
-                  task_options: dict[str, Any] | None = None) -> Path:
+                  task_options: dict[str, Any] | None = None, progress: bool = False) -> Path:
     """Predictions of a fine-tuned model for every example of ``split``: JSON lines ``{"id", "prediction"}``, or
-    for a GLUE ``test`` split the GLUE-server file (``output`` may then be a directory)."""
+    for a GLUE ``test`` split the GLUE-server file (``output`` may then be a directory, made if need be: the file
+    inside gets GLUE's name, ``SST-2.tsv``...)."""
     model, data = _load_for_task(model_path, task, data_dir, max_length, None, task_options)
+    data.progress = progress
     return data.write_predictions(model, split, output, batch_size)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from .. import metrics
 from ..data import (
@@ -70,7 +72,7 @@ def canonical_task(task: str) -> str:
     key = task.lower().replace("sst-2", "sst2").replace("sts-b", "stsb").replace("conll2003", "conll")
     key = {"squad-v2": "squad_v2", "squad2": "squad_v2", "ner": "conll"}.get(key, key)
     if key not in TASK_KINDS:
-        raise KeyError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")  # a user error: one line
     return key
 
 
@@ -199,13 +201,14 @@ Kind = SequenceKind | TokenKind | QAKind | ChoiceKind
 
 
 def model_outputs(model: Any, features: Sequence[dict], collate_fn: Callable[[list[dict]], dict[str, Tensor]],
-                  batch_size: int = 64) -> list[np.ndarray]:
+                  batch_size: int = 64, progress: bool = False) -> list[np.ndarray]:
     """One logits array per feature, in feature order: (num_labels,) for a sentence, (choices,) for multiple
     choice, (tokens, num_labels) for NER and (tokens, 2) for QA (trimmed to the feature's own length).
 
     ``model`` is an ``nn.Module`` (run in eval mode under inference_mode, its train/eval mode restored after) or
     any callable taking ``(input_ids, attention_mask, token_type_ids)``, such as ``for_inference(model)``.
-    Features are run longest first in length-sorted batches, so little compute goes to padding.
+    Features are run longest first in length-sorted batches, so little compute goes to padding. ``progress``
+    shows a bar over the batches (stderr).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -222,11 +225,13 @@ def model_outputs(model: Any, features: Sequence[dict], collate_fn: Callable[[li
         if module is not None:
             module.eval()
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
+            # disable=None: a bar on a terminal only, so logs and pipes stay clean
+            for start in tqdm(range(0, len(order), batch_size), desc="predicting", unit="batch",
+                              disable=None if progress else True, file=sys.stderr):
                 chunk = order[start : start + batch_size]
                 batch = collate_fn([features[i] for i in chunk])
                 inputs = [batch[name].to(device) for name in ("input_ids", "attention_mask", "token_type_ids")]
-                logits = model(*inputs).logits.float().cpu().numpy()
+                logits = model(*inputs).head_logits().float().cpu().numpy()
                 for row, i in enumerate(chunk):
                     outputs[i] = logits[row, : lengths[i]] if logits.ndim == 3 else logits[row]
     finally:
@@ -266,6 +271,7 @@ class TaskData:
     split_files: Callable[[str], Path | None] | None = field(default=None, repr=False)
     read_split: Callable[[Path, str], Sequence] | None = field(default=None, repr=False)
     predict_features: dict[str, list[dict]] = field(default_factory=dict, repr=False)  # splits read on demand
+    progress: bool = False  # a progress bar over the batches of evaluate / predict
 
     def eval_splits(self, split: str = "dev") -> list[str]:
         """``split`` itself, or every eval split whose name starts with it (``dev`` -> MNLI's two dev sets)."""
@@ -276,7 +282,7 @@ class TaskData:
             return [split]  # a split read on demand (e.g. CoNLL test)
         if not matching:
             known = ", ".join(self.evals) or "none loaded"
-            raise KeyError(f"{self.name}: no evaluation split {split!r} (eval splits: {known})")
+            raise ValueError(f"{self.name}: no evaluation split {split!r} (eval splits: {known})")
         return matching
 
     def evaluate(self, model: Any, split: str = "dev", batch_size: int = 64) -> dict[str, float]:
@@ -301,7 +307,7 @@ class TaskData:
 
     def _decode(self, model: Any, split: str, batch_size: int) -> list:
         features = self._features(split)
-        outputs = model_outputs(model, features, self.collate, batch_size)
+        outputs = model_outputs(model, features, self.collate, batch_size, self.progress)
         return self.task_kind.decode(self.examples[split], features, outputs)
 
     def predict(self, model: Any, split: str, batch_size: int = 64) -> list:
@@ -333,7 +339,11 @@ class TaskData:
         ids = [_example_id(example) for example in self.examples[split]]
         if self.name in GLUE_TASKS and split.startswith("test"):
             indices = [int(guid.rsplit("-", 1)[1]) for guid in ids]
-            return write_glue_predictions(self.name, dict(zip(indices, predictions)), path)
+            target = Path(path)
+            if target.is_dir() or not target.suffix:  # a submission folder (made if need be): GLUE's file names
+                target.mkdir(parents=True, exist_ok=True)
+                target = target / submission_name(self.name, split)
+            return write_glue_predictions(self.name, dict(zip(indices, predictions)), target)
         target = Path(path)
         if target.is_dir():
             target = target / f"{self.name}-{split}-predictions.jsonl"
@@ -341,6 +351,13 @@ class TaskData:
         lines = [json.dumps({"id": i, "prediction": p}) for i, p in zip(ids, predictions)]
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return target
+
+
+def submission_name(task: str, split: str) -> str:
+    """GLUE's file name for a test split's predictions (``SST-2.tsv``, ``MNLI-m.tsv``, ``MNLI-mm.tsv``, ``AX.tsv``)."""
+    if task == "mnli" and split == "test_mismatched":
+        return get_task("mnli-mm").submission_file
+    return get_task(task).submission_file
 
 
 def _example_id(example: Any) -> str:

