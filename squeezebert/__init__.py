@@ -24,7 +24,9 @@ __all__ = ["PRESETS", "SqueezeBertConfig", "count_flops", "preset", "__version__
 
 def __getattr__(name: str) -> Any:
     if name in _MODEL_NAMES:
-        from . import model
+        # checkpoint too: it gives the model classes their from_pretrained / save_pretrained (model.py cannot
+        # import it; see SqueezeBertPreTrainedModel.checkpoint_io)
+        from . import checkpoint, model  # noqa: F401
 
         return getattr(model, name)
     raise AttributeError(f"module 'squeezebert' has no attribute {name!r}")

@@ -36,8 +36,10 @@ import torch.nn.functional as F
 
 from .checkpoint import load_model
 from .config import count_flops, preset
+from .fileio import atomic_path, write_text
 from .infer.fast import cpu_class, for_inference, has_native_bf16, has_vnni, set_threads
 from .info import parameter_counts
+from .precision import WEIGHT_FORMATS
 
 log = logging.getLogger(__name__)
 Runner = Callable[[torch.Tensor, torch.Tensor], Any]
@@ -72,6 +74,11 @@ class Measurement:
     pct_of_peak: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+
+
+def weight_formats(bf16: bool) -> tuple[str, ...]:
+    """The weight formats to measure: bf16 only where the CPU runs it natively (emulated, it is slower than fp32)."""
+    return WEIGHT_FORMATS if bf16 else tuple(f for f in WEIGHT_FORMATS if f != "bf16")
 
 def _timeit(fn: Callable[[], Any], n: int) -> list[float]:
     out = []
@@ -125,7 +132,7 @@ def gemm_probe(rounds: int = 20, features: dict[str, Any] | None = None) -> dict
     for name, fn in candidates.items():
         _timeit(fn, 3)
         result[name] = flops / statistics.median(_timeit(fn, rounds)) / 1e6
-    for precision in ("fp32", "bf16", "int8"):
+    for precision in WEIGHT_FORMATS:
         measured = [v for k_, v in result.items() if k_.startswith(precision + " ")]
         if measured:
             result[f"peak {precision}"] = max(measured)
@@ -346,7 +353,7 @@ def build_paths(work_dir: Path, baselines: bool = True, seed: int = 0, onnx: boo
     flops = lambda s: count_flops(ours.config, s) / 1e9  # noqa: E731
     spec = {"kind": "ours", "checkpoint": str(ours_dir)}
     own = [PathSpec("squeezebert fp32 eager", "fp32", False, params, flops, dict(spec, precision="fp32"))]
-    for precision in ("fp32", "bf16", "int8") if bf16 else ("fp32", "int8"):
+    for precision in weight_formats(bf16):
         if precision != "fp32":
             own.append(PathSpec(f"squeezebert {precision} eager", precision, False, params, flops,
                                 dict(spec, precision=precision)))
@@ -379,7 +386,7 @@ def measure_shape(workers: list[Worker], batch: int, seq: int, rounds: int,
     return out
 
 
-def agreement(batch: int = 4, seq: int = 128, onnx: bool = True, precisions: tuple[str, ...] = ("fp32", "bf16", "int8"),
+def agreement(batch: int = 4, seq: int = 128, onnx: bool = True, precisions: tuple[str, ...] = WEIGHT_FORMATS,
               model_preset: str = "squeezebert-uncased") -> dict[str, dict[str, float]]:
     """How far each fast path is from the fp32 reference path, on a classifier head (random weights)."""
     from .model import SqueezeBertForSequenceClassification
@@ -495,15 +502,15 @@ def run(out_dir: str | Path = "out/bench", quick: bool = False, threads: int = 2
         "headline_1x128": [asdict(m) for m in headline],
         "throughput_32x128": [asdict(m) for m in throughput],
         "sweeps": [asdict(m) for m in sweeps],
-        "agreement_vs_fp32": agreement(onnx=onnx, precisions=("fp32", "bf16", "int8") if features["bf16"]
-                                       else ("fp32", "int8"), model_preset=model_preset),
+        "agreement_vs_fp32": agreement(onnx=onnx, precisions=weight_formats(features["bf16"]),
+                                       model_preset=model_preset),
     }
     results["ratios"] = ratios(results)
     results["goals"] = goals(results)
     results["slower_than_fp32"] = slower_than_fp32(results)
     results["wall_s"] = round(time.time() - started, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(markdown(results))
+    write_text(out / "results.json", json.dumps(results, indent=2))
+    write_text(out / "results.md", markdown(results))
     plot(results, out)
     return results
 
@@ -533,7 +540,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-ANY = ("fp32", "bf16", "int8")
+ANY = WEIGHT_FORMATS
 GOALS = (  # issue 15's targets: (name, table, our paths of these precisions, on these engines, anchor, target)
     ("best path vs onnxruntime BERT-base int8 @1x128", "headline_1x128", ANY, ("onnxruntime", "pytorch"),
      ORT_BERT_INT8, 2.5),
@@ -652,7 +659,8 @@ def plot(results: dict[str, Any], out: Path) -> None:
         ax.legend(fontsize=7)
         ax.set_title(f"squeezebert bench, {results['date']}")
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
+        with atomic_path(out / fname) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
 
 

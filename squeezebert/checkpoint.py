@@ -5,6 +5,10 @@ Reads transformers' SqueezeBERT checkpoints (``transformer.encoder.layers.N.atte
 weight ``(out, in)``), which become the all-groups-1 SqueezeBERT. Writes transformers' SqueezeBERT layout, so
 ``SqueezeBertFor*.from_pretrained`` loads what we save.
 
+This module depends on the model, never the reverse (model.py imports nothing of ours but the config): the model
+classes' HF-style ``from_pretrained`` / ``save_pretrained`` reach ``load_model`` / ``save_model`` through the slot
+``SqueezeBertPreTrainedModel.checkpoint_io``, which this module fills at the bottom.
+
 Weights come from ``model.safetensors`` (or its sharded index); ``pytorch_model.bin`` is read only with
 ``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
 """
@@ -26,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ARCHITECTURE_TO_HEAD, SqueezeBertConfig
 from .fileio import atomic_path
-from .model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
+from .model import HEADS, CheckpointIO, SqueezeBertPreTrainedModel, encoder_of
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +182,7 @@ def _check_tied_decoder(state: dict[str, torch.Tensor], path: Path) -> None:
 
 def load_state(model: SqueezeBertPreTrainedModel, state: dict[str, torch.Tensor], report: LoadReport, path: Path) -> None:
     """Copy ``state`` (internal names) into ``model``; shape mismatches are errors, the rest is reported."""
-    if isinstance(model, SqueezeBertModel):  # the bare encoder has no "transformer." prefix
+    if not _encoder_prefix(model):  # the bare encoder: its names lack the internal names' "transformer." prefix
         state = {k[len("transformer."):]: v for k, v in state.items() if k.startswith("transformer.")} | {
             k: v for k, v in state.items() if not k.startswith("transformer.")
         }
@@ -206,10 +210,15 @@ def load_state(model: SqueezeBertPreTrainedModel, state: dict[str, torch.Tensor]
     model.load_state_dict(usable, strict=False)
 
 
+def _encoder_prefix(model: SqueezeBertPreTrainedModel) -> str:
+    """Where the encoder's tensors sit in ``model``'s state dict: at the top for the bare encoder."""
+    return "" if encoder_of(model) is model else "transformer."
+
+
 def _check_mostly_loaded(model: SqueezeBertPreTrainedModel, usable: dict[str, torch.Tensor],
                          state: dict[str, torch.Tensor], path: Path) -> None:
     """A fresh head is normal; an encoder left mostly at its random init means the file is not this model's."""
-    prefix = "" if isinstance(model, SqueezeBertModel) else "transformer."
+    prefix = _encoder_prefix(model)
     encoder = [k for k in model.state_dict() if k.startswith(prefix) and ".pooler." not in f".{k}"]
     matched = sum(k in usable for k in encoder)
     if matched * 2 < len(encoder):
@@ -356,3 +365,7 @@ def _set_embedding_dimension(path: Path, hidden_size: int) -> None:
     if isinstance(settings, dict) and settings.get("word_embedding_dimension", hidden_size) != hidden_size:
         settings["word_embedding_dimension"] = hidden_size
         path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+# The model classes' from_pretrained / save_pretrained (model.py cannot import this module: the model is a leaf).
+SqueezeBertPreTrainedModel.checkpoint_io = CheckpointIO(load=load_model, save=save_model)

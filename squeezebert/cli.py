@@ -16,8 +16,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import __version__
+from .fileio import json_text, read_text, write_text
+from .precision import WEIGHT_FORMATS
+from .recipe_config import DistillConfig, FinetuneConfig, TaskSettings
+from .typed_config import add_config_args, add_flags, from_args
 
-from .fileio import json_text, read_text
+# the help of every --precision that picks an inference weight format (training's picks an autocast dtype)
+WEIGHT_FORMAT_HELP = "the weight format inference runs in (bf16 needs a CPU with native bf16; int8 is quantised)"
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -176,93 +181,44 @@ def train_tokenizer_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_options(args: argparse.Namespace) -> dict:
-    """Task options given on the command line (only those set), for load_task."""
-    names = ("train_file", "dev_file", "text_column", "text_pair_column", "label_column", "doc_stride")
-    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if getattr(args, "skip_bad_rows", False):
-        options["skip_bad_rows"] = True
-    return options
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="sst2, mnli, ... (the nine GLUE tasks), table, conll, squad, "
-                                                 "squad_v2, swag")
-    p.add_argument("--data-dir", help="the task's files in the official layout (e.g. glue/SST-2, conll2003)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
-    p.add_argument("--limit-eval", type=int, help="evaluate on the first N examples of each eval split")
-    p.add_argument("--dev-file", help="the evaluation file (overrides the layout)")
-    p.add_argument("--text-column", help="table: the text column (default 'text')")
-    p.add_argument("--text-pair-column", help="table: the second text column, if any")
-    p.add_argument("--label-column", help="table: the label column (default 'label')")
-    p.add_argument("--doc-stride", type=int, help="QA: overlap between context windows (default max-length/4)")
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip (count and log) malformed rows, not stop")
-
-
 def finetune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="checkpoint directory, or a preset name to train from scratch")
-    p.add_argument("--out", required=True, help="output directory (best/, checkpoints/, logs, results.json)")
-    _data_args(p)
-    p.add_argument("--train-file", help="the training file (overrides the layout)")
-    p.add_argument("--tokenizer", help="tokenizer directory or vocab.txt (default: the checkpoint's; BERT's vocab "
-                                       "from the shared data for presets)")
-    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3; ignored with --max-steps)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps")
-    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up: fraction of steps (<1) or steps (default 0.1)")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch (default 32)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--limit-train", type=int, help="train on a seeded random sample of N training examples")
-    p.add_argument("--eval-every", type=int, help="evaluate (and checkpoint) every N steps (default: every epoch)")
-    p.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="bf16 autocast on CPU or GPU, fp16 on GPU only (default fp32)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flags(p, FinetuneConfig)
+    add_config_args(p, "log_every=5 schedule=cosine task_options.id_column=idx")
 
 
 def finetune_run(args: argparse.Namespace) -> int:
-    from .finetune.run import finetune
+    from .finetune.run import FinetuneRecipe
 
-    results = finetune(
-        args.model, args.task, args.data_dir, args.out, tokenizer=args.tokenizer, max_length=args.max_length,
-        batch_size=args.batch_size, limit_train=args.limit_train, limit_eval=args.limit_eval,
-        task_options=_task_options(args), resume=not args.no_resume,
-        command=_command(args),
-        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, warmup=args.warmup,
-        weight_decay=args.weight_decay, grad_accum=args.grad_accum, eval_every=args.eval_every,
-        patience=args.patience, precision=args.precision, seed=args.seed, device=args.device,
-        progress=not args.no_progress)
+    config = from_args(FinetuneConfig, args)
+    results = FinetuneRecipe(config, command=_command(args)).run()
     print(json_text({k: results[k] for k in ("task", "metric", "best_metric", "dev", "steps", "wall_seconds",
                                               "model_dir")}, indent=2))
-    print(f"wrote {Path(args.out) / 'results.json'}")
+    print(f"wrote {Path(config.output_dir) / 'results.json'}")
     return 0
 
 
 def evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. OUT/best)")
-    _data_args(p)
+    add_flags(p, TaskSettings)
     p.add_argument("--split", default="dev", help="split to score (default dev; MNLI dev = matched + mismatched)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json-out", help="also write the result to this JSON file")
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="run the model in this weight format (what quantisation costs on the task; default fp32)")
+    p.add_argument("--precision", choices=WEIGHT_FORMATS, default="fp32",
+                   help=f"{WEIGHT_FORMAT_HELP} (what quantisation costs on the task; default fp32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
     from .finetune.run import evaluate
 
-    result = evaluate(args.model, args.task, args.data_dir, args.split, max_length=args.max_length,
-                      batch_size=args.batch_size, limit_eval=args.limit_eval, task_options=_task_options(args),
+    task = from_args(TaskSettings, args)
+    result = evaluate(args.model, task.task, task.data_dir, args.split, max_length=task.max_length,
+                      batch_size=args.batch_size, limit_eval=task.limit_eval, task_options=task.load_options(),
                       progress=not args.no_progress, precision=args.precision)
     text = json_text(result)
     print(text)
     if args.json_out:
-        Path(args.json_out).write_text(text + "\n", encoding="utf-8")
+        write_text(args.json_out, text + "\n")
     return 0
 
 
@@ -276,7 +232,7 @@ def predict_args(p: argparse.ArgumentParser) -> None:
                                  "a GLUE test split a folder: DIR/SST-2.tsv... (GLUE's submission names)")
     p.add_argument("--max-length", type=int, help="tokens per input (default: the model's limit)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
+    p.add_argument("--precision", choices=WEIGHT_FORMATS, default="fp32", help=f"{WEIGHT_FORMAT_HELP} (default fp32)")
     p.add_argument("--no-truncation", action="store_true", help="an input longer than max-length is an error")
     p.add_argument("--task", help="predict a whole split of a task's data instead (with --data-dir, --split)")
     p.add_argument("--data-dir", help="with --task: the task's files")
@@ -343,7 +299,7 @@ def predict_run(args: argparse.Namespace) -> int:
     results = pipe.run(inputs, truncation=not args.no_truncation, progress=not args.no_progress)
     lines = _json_lines(args.model, inputs, results)
     if args.out:
-        Path(args.out).write_text(lines, encoding="utf-8")
+        write_text(args.out, lines)
     else:
         sys.stdout.write(lines)
     return 0
@@ -362,7 +318,8 @@ def serve_args(p: argparse.ArgumentParser) -> None:
                    help="default: onnxruntime for an exported ONNX folder (no torch needed), else torch")
     p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}: this machine only)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=d.precision, help="default fp32")
+    p.add_argument("--precision", choices=WEIGHT_FORMATS, default=d.precision,
+                   help=f"{WEIGHT_FORMAT_HELP} (default {d.precision})")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (a pause per new length)")
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     p.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens,
@@ -479,62 +436,19 @@ def squeeze_run(args: argparse.Namespace) -> int:
 
 
 def distill_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", required=True, help="teacher checkpoint: fine-tuned on --task (task distillation) "
-                                                    "or any encoder (--task general)")
-    p.add_argument("--student", default="squeeze", help="'squeeze' (the teacher squeezed; default), a checkpoint "
-                                                        "directory (e.g. the MNLI-stage student) or a preset")
-    p.add_argument("--out", required=True, help="output directory (best/, checkpoints/, logs, results.json)")
-    _data_args(p)
-    p.add_argument("--groups", default="paper", help="groups when squeezing (see squeezebert squeeze --help)")
-    p.add_argument("--calibrate", type=int, default=256, help="training examples for the squeeze fit (0: none)")
-    p.add_argument("--gt-weight", type=float, help="weight of the gold-label loss (task default 0.5)")
-    p.add_argument("--kd-weight", type=float, help="weight of soft-label KD on logits (task default 0.5)")
-    p.add_argument("--temperature", type=float, help="KD temperature (default 2)")
-    p.add_argument("--hidden-weight", type=float, help="weight of hidden-state MSE (default 1)")
-    p.add_argument("--attention-weight", type=float, help="weight of attention KL (default 1)")
-    p.add_argument("--embedding-weight", type=float, help="weight of embedding MSE (general default 1, task 0)")
-    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3; ignored with --max-steps)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up: fraction of steps (<1) or steps (default 0.1)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch (default 32)")
-    p.add_argument("--limit-train", type=int, help="a seeded random sample of N training examples (general: N "
-                                                   "text lines)")
-    p.add_argument("--eval-every", type=int, help="evaluate (and checkpoint) every N steps (default: every epoch)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flags(p, DistillConfig)
+    add_config_args(p, "log_every=5 hidden_weight=0 task_options.id_column=idx")
 
 
 def distill_run(args: argparse.Namespace) -> int:
-    import dataclasses
+    from .distill.distill import DistillRecipe
 
-    from .distill.distill import distill, distill_general
-    from .distill.losses import DistillWeights
-
-    general = args.task == "general"
-    weights = DistillWeights.general() if general else DistillWeights.task()
-    given = {"ground_truth": args.gt_weight, "logits": args.kd_weight, "temperature": args.temperature,
-             "hidden": args.hidden_weight, "attention": args.attention_weight, "embedding": args.embedding_weight}
-    weights = dataclasses.replace(weights, **{k: v for k, v in given.items() if v is not None})
-    common = dict(student=args.student, groups=args.groups, weights=weights, calibrate=args.calibrate,
-                  max_length=args.max_length, batch_size=args.batch_size, resume=not args.no_resume,
-                  command=_command(args), epochs=args.epochs,
-                  max_steps=args.max_steps, lr=args.lr, warmup=args.warmup, seed=args.seed,
-                  progress=not args.no_progress)
-    if general:
-        if not args.data_dir:
-            raise ValueError("--task general needs --data-dir: a folder of .txt files (or one file)")
-        results = distill_general(args.teacher, args.data_dir, args.out, limit_texts=args.limit_train, **common)
-        shown = ("texts", "steps", "final_losses", "wall_seconds", "model_dir")
-    else:
-        results = distill(args.teacher, args.task, args.data_dir, args.out, limit_train=args.limit_train,
-                          limit_eval=args.limit_eval, task_options=_task_options(args),
-                          eval_every=args.eval_every, **common)
-        shown = ("task", "metric", "teacher_dev", "student_dev_before", "student_dev", "steps", "wall_seconds",
-                 "model_dir")
+    config = from_args(DistillConfig, args)
+    results = DistillRecipe(config, command=_command(args)).run()
+    shown = ("texts", "steps", "final_losses", "wall_seconds", "model_dir") if config.general else (
+        "task", "metric", "teacher_dev", "student_dev_before", "student_dev", "steps", "wall_seconds", "model_dir")
     print(json_text({k: results[k] for k in shown}))
-    print(f"wrote {Path(args.out) / 'results.json'}")
+    print(f"wrote {Path(config.output_dir) / 'results.json'}")
     return 0
 
 

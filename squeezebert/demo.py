@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -25,6 +24,9 @@ import torch
 from .assets import minilm_dir
 from .checkpoint import load_model
 from .config import count_flops, preset
+from .distill.distill import distill
+from .fileio import atomic_path, write_json, write_text
+from .finetune.run import finetune
 from .info import parameter_counts
 
 SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "sample"
@@ -87,12 +89,9 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
         teacher_epochs: float = 3.0, student_epochs: float = 4.0, batch_size: int = 32, bench_rounds: int = 20,
         reference_shapes: bool = True, compile: bool = False, export_onnx: bool = True, parity: bool = True,
         threads: int | None = None) -> dict[str, Any]:
-    """Run the demo; return its figures (also written to ``OUT/results.json``)."""
-    from .distill.distill import distill
-    from .distill.squeeze import relative_error, text_batches
-    from .finetune.run import finetune
-    from .infer.fast import for_inference, set_threads
-    from .tokenizer import Tokenizer
+    """Run the demo; return its figures (also written to ``OUT/results.json``). Each step is one function below,
+    reporting to ``rep`` and recording its figures in ``results``."""
+    from .infer.fast import set_threads
 
     started = time.time()
     threads = set_threads(threads)
@@ -109,6 +108,35 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
     results: dict[str, Any] = {"model": str(source), "task": task, "data": str(data), "threads": threads}
     logging.getLogger("squeezebert").setLevel(logging.WARNING)  # the demo prints its own progress
 
+    tok = _load_teacher(rep, results, source, parity)
+    rep.step(2, f"fine-tune the dense teacher on {task} ({'shipped sample data' if data_dir is None else data})")
+    common = dict(max_length=max_length, batch_size=batch_size, limit_train=limit_train, limit_eval=limit_eval,
+                  resume=False, progress=True, log_every=5, seed=42)
+    teacher_dir = _finetune_teacher(rep, results, finetune(source, task, data, out / "teacher",
+                                                           epochs=teacher_epochs, lr=1e-4, **common))
+    teacher_model = _squeeze(rep, results, teacher_dir, tok)
+    rep.step(4, "distil the teacher into the squeezed student (soft labels + hidden states + attention + gold)")
+    student_dir = _distill_student(rep, results, distill(teacher_dir, task, data, out / "student",
+                                                         epochs=student_epochs, lr=2e-4, calibrate=256, **common))
+    student_model, scores = _evaluate(rep, results, teacher_model, student_dir, task, data, max_length, limit_eval)
+    _export(rep, results, student_model, student_dir, out, export_onnx)
+    timings = _benchmark(rep, results, teacher_model, student_model, compile, threads, reference_shapes,
+                         bench_rounds)
+
+    rep.step(8, "report")
+    results["wall_seconds"] = round(time.time() - started, 1)
+    _plot(scores, timings, results["teacher"]["metric"], out / "demo.png")
+    _summary(rep, results, out)
+    write_json(out / "results.json", results)
+    write_text(out / "report.md", "\n".join(rep.lines) + "\n")
+    print(f"\nreport: {out / 'report.md'}\nserve the student: squeezebert serve {student_dir} --precision int8")
+    return results
+
+
+def _load_teacher(rep: Reporter, results: dict[str, Any], source: Path, parity: bool) -> Any:
+    """Step 1: the dense checkpoint, its size, and (optionally) parity with transformers; returns its tokenizer."""
+    from .tokenizer import Tokenizer
+
     rep.step(1, f"load the dense teacher: {source}")
     base, load_report = load_model(source, return_report=True)
     rep.say(f"{type(base).__name__}: {base.config.num_hidden_layers} layers, hidden {base.config.hidden_size}, "
@@ -119,47 +147,59 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
         for name, diff in results["parity"].items():
             rep.say(f"- parity, {name}: " + (f"max abs diff {diff:.2e}" if diff is not None else
                                               "transformers not installed, skipped"))
+    return tok
 
-    rep.step(2, f"fine-tune the dense teacher on {task} ({'shipped sample data' if data_dir is None else data})")
-    common = dict(max_length=max_length, batch_size=batch_size, limit_train=limit_train, limit_eval=limit_eval,
-                  resume=False, progress=True, log_every=5, seed=42)
-    teacher = finetune(source, task, data, out / "teacher", epochs=teacher_epochs, lr=1e-4, **common)
-    teacher_dir = Path(teacher["model_dir"])
-    results["teacher"] = {k: teacher[k] for k in ("best_metric", "metric", "steps", "wall_seconds", "train_examples",
-                                                  "eval_examples")}
-    metric = teacher["metric"]
-    rep.say(f"teacher dev {metric}: {teacher['best_metric']:.4f} ({teacher['steps']} steps, "
-            f"{teacher['wall_seconds']:.0f} s, {teacher['train_examples']} training examples) -> {teacher_dir}")
+
+def _finetune_teacher(rep: Reporter, results: dict[str, Any], run: dict[str, Any]) -> Path:
+    """Step 2's record: the fine-tuned teacher's score and costs; returns its directory."""
+    results["teacher"] = {k: run[k] for k in ("best_metric", "metric", "steps", "wall_seconds", "train_examples",
+                                              "eval_examples")}
+    rep.say(f"teacher dev {run['metric']}: {run['best_metric']:.4f} ({run['steps']} steps, "
+            f"{run['wall_seconds']:.0f} s, {run['train_examples']} training examples) -> {run['model_dir']}")
+    return Path(run["model_dir"])
+
+
+def _distill_student(rep: Reporter, results: dict[str, Any], run: dict[str, Any]) -> Path:
+    """Step 4's record: the distilled student's score before and after, and its costs; returns its directory."""
+    metric = results["teacher"]["metric"]
+    results["student"] = {k: run[k] for k in ("best_metric", "student_dev_before", "steps", "wall_seconds",
+                                              "squeeze_seconds")}
+    rep.say(f"student dev {metric}: {run['best_metric']:.4f} (before distillation: "
+            f"{run['student_dev_before'][metric]:.4f}; {run['steps']} steps, {run['wall_seconds']:.0f} s)"
+            f" -> {run['model_dir']}")
+    return Path(run["model_dir"])
+
+
+def _squeeze(rep: Reporter, results: dict[str, Any], teacher_dir: Path, tok: Any) -> Any:
+    """Step 3: how close the squeezed teacher stays to it, with and without folded permutations; returns the
+    fine-tuned teacher."""
+    from .distill.squeeze import relative_error, squeeze, text_batches
 
     rep.step(3, "squeeze the teacher into a SqueezeBERT (Q/K/V/FFN in 4 groups), initialised from it")
-    from .distill.squeeze import squeeze
-
     teacher_model = load_model(teacher_dir)
     sentences = text_batches(tok, SENTENCES)
     plain = squeeze(teacher_model, permute=False)
     student0, sq_report = squeeze(teacher_model, return_report=True)
-    err_plain, err_perm = relative_error(teacher_model, plain, sentences), relative_error(teacher_model, student0,
-                                                                                          sentences)
+    err_plain = relative_error(teacher_model, plain, sentences)
+    err_perm = relative_error(teacher_model, student0, sentences)
     rep.say(sq_report.summary())
     rep.say(f"relative error of the last hidden states vs the teacher (demo sentences, before distillation): "
             f"diagonal blocks {err_plain['hidden']:.3f}, with folded permutations {err_perm['hidden']:.3f}; the "
             "distillation run adds a least-squares fit on training sentences")
     results["squeeze"] = {"kept_energy_mean": sq_report.mean_kept(), "relative_error_diagonal": err_plain,
                           "relative_error_permuted": err_perm}
+    return teacher_model
 
-    rep.step(4, "distil the teacher into the squeezed student (soft labels + hidden states + attention + gold)")
-    student = distill(teacher_dir, task, data, out / "student", epochs=student_epochs, lr=2e-4,
-                      calibrate=256, **common)
-    student_dir = Path(student["model_dir"])
-    results["student"] = {k: student[k] for k in ("best_metric", "student_dev_before", "steps", "wall_seconds",
-                                                  "squeeze_seconds")}
-    rep.say(f"student dev {metric}: {student['best_metric']:.4f} (before distillation: "
-            f"{student['student_dev_before'][metric]:.4f}; {student['steps']} steps, {student['wall_seconds']:.0f} s)"
-            f" -> {student_dir}")
+
+def _evaluate(rep: Reporter, results: dict[str, Any], teacher_model: Any, student_dir: Path, task: str, data: Path,
+              max_length: int, limit_eval: int | None) -> tuple[Any, dict[str, float]]:
+    """Step 5: teacher, student and int8 student on the dev set; returns the student and the scores."""
+    from .finetune.tasks import load_task
+    from .infer.fast import for_inference
+    from .tokenizer import Tokenizer
 
     rep.step(5, "evaluate teacher, student and int8 student on the dev set")
-    from .finetune.tasks import load_task
-
+    metric = results["teacher"]["metric"]
     task_data = load_task(task, data, Tokenizer.from_pretrained(student_dir), max_length=max_length, limit_train=0,
                           limit_eval=limit_eval)
     student_model = load_model(student_dir)
@@ -175,7 +215,12 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
         cfg = student_model.config if "student" in name else teacher_model.config
         rep.say(f"| {name} | {value:.4f} | {parameter_counts(cfg)['total'] / 1e6:.1f}M | "
                 f"{count_flops(cfg, 128) / 1e9:.2f} |")
+    return student_model, scores
 
+
+def _export(rep: Reporter, results: dict[str, Any], student_model: Any, student_dir: Path, out: Path,
+            export_onnx: bool) -> None:
+    """Step 6: the student's checkpoint is already exported (HF layout); add an int8 ONNX file if possible."""
     rep.step(6, "export the student")
     exported: dict[str, str] = {"checkpoint": str(student_dir)}
     if export_onnx:
@@ -192,6 +237,12 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
     rep.say(f"checkpoint (HF SqueezeBERT layout, with tokenizer): {student_dir}")
     rep.say(f"serve it:  squeezebert serve {student_dir} --precision int8")
 
+
+def _benchmark(rep: Reporter, results: dict[str, Any], teacher_model: Any, student_model: Any, compile: bool,
+               threads: int, reference_shapes: bool, rounds: int) -> dict[str, float]:
+    """Step 7: median latency at 1 x 128 of the teacher, the student in fp32 and int8, and reference shapes."""
+    from .infer.fast import for_inference
+
     rep.step(7, f"benchmark at batch 1 x 128 tokens ({'compiled' if compile else 'eager'}, {threads} threads, "
                 f"interleaved rounds; the machine may be shared)")
     models: dict[str, Any] = {
@@ -207,7 +258,7 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
             SqueezeBertModel(preset("bert-base-uncased")).eval(), "fp32", compile=compile)
         models["SqueezeBERT-base shape fp32 (random weights)"] = for_inference(
             SqueezeBertModel(preset("squeezebert-uncased")).eval(), "fp32", compile=compile)
-    timings = benchmark({k: (lambda ids, mask, m=m: m(ids, mask)) for k, m in models.items()}, rounds=bench_rounds,
+    timings = benchmark({k: (lambda ids, mask, m=m: m(ids, mask)) for k, m in models.items()}, rounds=rounds,
                         vocab_size=student_model.config.vocab_size)
     results["latency_ms_1x128"] = timings
     base_ms = timings["dense teacher fp32"]
@@ -215,20 +266,19 @@ def run(out_dir: str | Path = "out/demo", model_path: str | Path | None = None, 
     rep.say("|---|---|---|")
     for name, ms in timings.items():
         rep.say(f"| {name} | {ms:.1f} | {base_ms / ms:.2f}x |")
+    return timings
 
-    rep.step(8, "report")
-    results["wall_seconds"] = round(time.time() - started, 1)
-    _plot(scores, timings, metric, out / "demo.png")
-    rep.say(f"![accuracy and latency](demo.png)")
+
+def _summary(rep: Reporter, results: dict[str, Any], out: Path) -> None:
+    """Step 8's closing lines: the plot, accuracy and speed in one sentence, the curves, the wall time."""
+    metric, scores, timings = results["teacher"]["metric"], results["dev"], results["latency_ms_1x128"]
+    base_ms = timings["dense teacher fp32"]
+    rep.say("![accuracy and latency](demo.png)")
     rep.say(f"Teacher {metric} {scores['dense teacher fp32']:.4f}, student {scores['squeezed student fp32']:.4f} "
             f"(int8 {scores['squeezed student int8']:.4f}); student {base_ms / timings['student fp32']:.2f}x "
             f"(int8 {base_ms / timings['student int8']:.2f}x) the dense teacher's speed at 1x128.")
     rep.say(f"Learning curves: {out / 'teacher' / 'curve.png'}, {out / 'student' / 'curve.png'}")
     rep.say(f"Total wall time: {results['wall_seconds']:.0f} s")
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text("\n".join(rep.lines) + "\n")
-    print(f"\nreport: {out / 'report.md'}\nserve the student: squeezebert serve {student_dir} --precision int8")
-    return results
 
 
 def _plot(scores: dict[str, float], timings: dict[str, float], metric: str, path: Path) -> None:
@@ -250,7 +300,8 @@ def _plot(scores: dict[str, float], timings: dict[str, float], metric: str, path
     right.invert_yaxis()
     right.set_title("CPU latency")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .infer.fast import fuse_qkv, swap_projections
+from .infer.fast import swap_attention, swap_projections
 from .infer.graph import TokensFirstModel
-from .model import GroupedProjection, SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel
+from .model import HEADS, GroupedProjection, SqueezeBertPreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -73,30 +73,26 @@ class MatMulProjection(nn.Module):
 
 
 class ExportableModel(nn.Module):
-    """The model with a forward pass fit for tracing: positional inputs, no data-dependent branches (the additive
-    mask is always built), a tuple of outputs. Weights are a private copy with Q/K/V stacked and grouped
-    projections as MatMuls; the arithmetic is the model's own (``SqueezeBertModel.encode`` and the head)."""
+    """The model with a forward pass fit for tracing: positional inputs, no data-dependent branches (the model's
+    ``prepare_inputs(traceable=True)``), a tuple of outputs. Weights are a private copy with Q/K/V stacked and
+    grouped projections as MatMuls; the arithmetic is the model's own (``forward_prepared``: encoder and head)."""
 
     def __init__(self, model: SqueezeBertPreTrainedModel):
         super().__init__()
         self.refuse_multiple_choice(model)
-        self.model = swap_projections(fuse_qkv(copy.deepcopy(model).eval().requires_grad_(False)), MatMulProjection)
-        self.base: SqueezeBertModel = self.model if isinstance(self.model, SqueezeBertModel) else self.model.transformer
+        self.model = swap_projections(swap_attention(copy.deepcopy(model).eval().requires_grad_(False)),
+                                      MatMulProjection)
         self.output_names: list[str] = []
 
     @staticmethod
     def refuse_multiple_choice(model: SqueezeBertPreTrainedModel) -> None:
-        if getattr(model, "architecture", "") == "SqueezeBertForMultipleChoice":
+        if model.multiple_choice:
             raise ValueError("export of multiple-choice models is not supported (their inputs are 3-D); "
                              "export the encoder (head 'base') instead")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
-        position_ids = torch.arange(input_ids.shape[1]).unsqueeze(0)
-        # (B, S) 1/0 -> (B, 1, 1, S) additive: 0 where kept, the float minimum where masked (as the model does)
-        mask = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        out = self.base.encode(input_ids, token_type_ids, position_ids, mask)
-        if isinstance(self.model, TaskModel):
-            out = self.model.head(out, None)
+        inputs = self.model.prepare_inputs(input_ids, attention_mask, token_type_ids, traceable=True)
+        out = self.model.forward_prepared(inputs)
         self.output_names = [f for f in OUTPUT_FIELDS if getattr(out, f) is not None]
         return tuple(getattr(out, f) for f in self.output_names)
 
@@ -357,7 +353,6 @@ def load_for_export(name_or_path: str, head: str | None = None) -> SqueezeBertPr
     speed work: a warning says so)."""
     from .checkpoint import load_model
     from .config import PRESETS, preset
-    from .model import HEADS
 
     if name_or_path in PRESETS and not Path(name_or_path).exists():
         if head is not None and head not in HEADS:

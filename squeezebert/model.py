@@ -10,13 +10,17 @@ nn.Conv1d with groups runs at a fraction of GEMM speed on CPU; this is the same 
 
 Numerics follow transformers' ``SqueezeBertFor*`` exactly, quirks included; each quirk is marked ``QUIRK``.
 Parameter names mirror transformers' so a checkpoint maps by name (only the conv weights' trailing 1 differs).
+
+The model is a leaf: this file imports nothing of ours but the config. Inputs reach the encoder through one
+contract (``prepare_inputs`` -> ``EncoderInputs`` -> ``forward_prepared``); checkpoint I/O (checkpoint.py) and the
+inference variants (infer/, export.py: module swaps over these classes) build on it. See docs/design/architecture.md.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -122,7 +126,8 @@ class GroupedProjection(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
         # Same arithmetic, two kernels, chosen by measurement on x86 (benchmarks/kernels.py): for fp32, oneDNN's
         # grouped convolution runs at about twice the GFLOP/s of torch.bmm (MKL); for bf16 it is the other way
-        # round, oneDNN's batched matmul beats its bf16 convolution.
+        # round, oneDNN's batched matmul beats its bf16 convolution. bf16 arrives here from training under autocast
+        # (no module is swapped there); inference swaps this module for its own (infer/fast.py, export.py).
         if x.dtype == torch.float32:  # (1, Cin, T) -> (1, Cout, T)
             return F.conv1d(x.unsqueeze(0), self.weight.unsqueeze(-1), self.bias, groups=self.groups).squeeze(0)
         g, t = self.groups, x.shape[1]
@@ -170,30 +175,35 @@ class SelfAttention(nn.Module):
         self.key = GroupedProjection(c, c, config.k_groups)
         self.value = GroupedProjection(c, c, config.v_groups)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.matmul_dtype: torch.dtype | None = None  # reduced-precision inference sets bf16 (see infer/fast.py)
-        self.qkv: nn.Module | None = None  # inference may fuse Q, K, V into one projection (see infer/fast.py)
 
     def forward(self, x: Tensor, mask: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
-        # x: (C, T), T = B*S. Channel c belongs to head c // head_size (as in BERT's view(B, S, H, D)).
-        h, d, t = self.num_heads, self.head_size, x.shape[1]
+        return self.attend(self.query(x), self.key(x), self.value(x), mask, batch, x.dtype)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, batch: int, dtype: torch.dtype
+               ) -> tuple[Tensor, Tensor]:
+        """The heads' attention on projected Q, K, V, each (C, T) with T = B*S: context (C, T), probs (B, H, S, S).
+        Channel c belongs to head c // head_size (as in BERT's view(B, S, H, D)). Scores, softmax and context are
+        kept in ``dtype``, the activations' (under autocast the projections and products return bf16)."""
+        h, d, t = self.num_heads, self.head_size, q.shape[1]
         s = t // batch
 
         def heads(y: Tensor) -> Tensor:  # (C, B*S) -> (B*H, D, S); a free view when B == 1
             return y.view(h, d, batch, s).permute(2, 0, 1, 3).reshape(batch * h, d, s)
 
-        dt = self.matmul_dtype or x.dtype  # the two products may run in bf16; softmax stays in x's dtype
-        q, k, v = self.qkv(x) if self.qkv is not None else (self.query(x), self.key(x), self.value(x))
-        q, k, v = heads(q.to(dt)), heads(k.to(dt)), heads(v.to(dt))
+        q, k, v = heads(q), heads(k), heads(v)
         # QUIRK (kept for exact parity): scores are scaled after the product, as transformers does.
-        scores = torch.bmm(q.transpose(1, 2), k).to(x.dtype).div_(math.sqrt(d))  # (B*H, S, S): [query, key]
+        scores = self.matmul(q.transpose(1, 2), k).to(dtype).div_(math.sqrt(d))  # (B*H, S, S): [query, key]
         if mask is not None:
             scores = scores.view(batch, h, s, s).add_(mask).view(batch * h, s, s)
         probs = torch.softmax(scores, dim=-1)
         # Dropout acts on the context only: the returned attentions stay true distributions in training too
         # (attention distillation compares them; dropped entries would make the KL blow up).
-        context = torch.bmm(v, self.dropout(probs).to(dt).transpose(1, 2)).to(x.dtype)  # (B*H, D, S): V P^T
+        context = self.matmul(v, self.dropout(probs).transpose(1, 2)).to(dtype)  # (B*H, D, S): V P^T
         context = context.view(batch, h, d, s).permute(1, 2, 0, 3).reshape(h * d, t)  # -> (C, B*S)
         return context, probs.view(batch, h, s, s)
+
+    # The two products (scores and context); a subclass may run them in another precision (infer/fast.py).
+    matmul = staticmethod(torch.bmm)
 
 
 class ProjectionDropoutLayerNorm(nn.Module):
@@ -252,13 +262,35 @@ class Pooler(nn.Module):
 # ---- models ---------------------------------------------------------------------------------------------------
 
 
+class EncoderInputs(NamedTuple):
+    """What the encoder runs on, made from a caller's inputs by ``prepare_inputs`` (the one input contract)."""
+
+    input_ids: Tensor  # (B, S); multiple choice (B, K, S) flattened to (B*K, S)
+    token_type_ids: Tensor  # (B, S); zeros when not given
+    position_ids: Tensor  # (1, S) or (B, S); 0..S-1 when not given
+    mask: Tensor | None  # (B, 1, 1, S) additive: 0 where kept, the dtype's minimum where masked; None: nothing masked
+    num_choices: int  # K for multiple choice, else 1
+
+
+class CheckpointIO(NamedTuple):
+    """The loader and saver behind ``from_pretrained`` / ``save_pretrained`` (see ``checkpoint_io``)."""
+
+    load: Callable[..., Any]  # (path, model_class=..., **kwargs) -> model
+    save: Callable[..., Any]  # (model, directory, **kwargs)
+
+
 class SqueezeBertPreTrainedModel(nn.Module):
-    """Shared by the bare encoder and every head: config, initialisation, checkpoint I/O."""
+    """Shared by the bare encoder and every head: config, initialisation, the input contract, checkpoint I/O."""
 
     architecture = "SqueezeBertModel"
+    multiple_choice = False  # True: inputs are (B, K, S), K choices per example (see prepare_inputs)
     # transformers.Trainer: our losses are batch means, so the Trainer must scale them for gradient accumulation
     # itself (without this it sees **kwargs in forward and passes num_items_in_batch, which we do not use).
     accepts_loss_kwargs = False
+    # Checkpoint I/O depends on the model, never the reverse: this file imports nothing of ours but the config.
+    # squeezebert.checkpoint fills this slot with its load_model / save_model when it is imported, and everything
+    # that hands out a model (squeezebert's top-level names, load_model) imports it first.
+    checkpoint_io: ClassVar[CheckpointIO | None] = None
 
     def __init__(self, config: SqueezeBertConfig):
         super().__init__()
@@ -288,16 +320,76 @@ class SqueezeBertPreTrainedModel(nn.Module):
         skip = "embeddings." if exclude_embeddings else "\0"
         return sum(p.numel() for n, p in self.named_parameters() if skip not in n)
 
+    def prepare_inputs(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        traceable: bool = False,
+    ) -> EncoderInputs:
+        """The one input contract: a caller's ids, 1/0 mask, token types and positions -> the encoder's inputs.
+
+        Every path in (``forward``, fast inference, export) comes through here. ``traceable`` (for ``torch.export``):
+        no value checks and the mask always built, so the traced graph has no data-dependent branches.
+        """
+        num_choices = 1
+        if self.multiple_choice:
+            if input_ids.dim() != 3:
+                raise ValueError(
+                    f"multiple choice input_ids must be (batch, choices, seq_len), got {tuple(input_ids.shape)}")
+            num_choices = input_ids.shape[1]
+            input_ids, attention_mask, token_type_ids, position_ids = (  # (B, K, S) -> (B*K, S)
+                None if t is None else t.reshape(-1, t.shape[-1])
+                for t in (input_ids, attention_mask, token_type_ids, position_ids))
+        if not traceable:
+            self._check_inputs(input_ids, attention_mask, token_type_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        mask = None  # nothing masked saves an add per layer
+        if attention_mask is not None and (traceable or not bool(attention_mask.all())):
+            # As transformers: masked keys get the dtype's most negative value, so they get exactly 0 probability.
+            dtype = encoder_of(self).embeddings.LayerNorm.weight.dtype
+            keep = attention_mask.to(torch.bool)[:, None, None, :]  # (B, S) -> (B, 1, 1, S)
+            mask = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+        return EncoderInputs(input_ids, token_type_ids, position_ids, mask, num_choices)
+
+    def _check_inputs(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None) -> None:
+        # Clear errors instead of an index error from deep inside an embedding lookup.
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, seq_len), got shape {tuple(input_ids.shape)}")
+        batch, seq = input_ids.shape
+        if seq == 0 or batch == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)})")
+        if seq > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {seq} exceeds max_position_embeddings={self.config.max_position_embeddings}; "
+                "truncate the input (the tokenizer's max_length) or split it into windows"
+            )
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"input_ids must be in [0, {self.config.vocab_size}), got values in [{lo}, {hi}]")
+        for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+            if t is not None and t.shape != input_ids.shape:
+                raise ValueError(f"{name} shape {tuple(t.shape)} does not match input_ids {tuple(input_ids.shape)}")
+        if token_type_ids is not None and int(token_type_ids.max()) >= self.config.type_vocab_size:
+            raise ValueError(f"token_type_ids must be < type_vocab_size={self.config.type_vocab_size}")
+
     @classmethod
     def from_pretrained(cls, path: str, **kwargs: Any) -> "SqueezeBertPreTrainedModel":
-        from .checkpoint import load_model
-
-        return load_model(path, model_class=cls, **kwargs)
+        return cls._checkpoint_io().load(path, model_class=cls, **kwargs)
 
     def save_pretrained(self, directory: str, **kwargs: Any) -> None:
-        from .checkpoint import save_model
+        self._checkpoint_io().save(self, directory, **kwargs)
 
-        save_model(self, directory, **kwargs)
+    @classmethod
+    def _checkpoint_io(cls) -> CheckpointIO:
+        if cls.checkpoint_io is None:
+            raise RuntimeError("checkpoint I/O lives in squeezebert.checkpoint: import it (or take the model classes "
+                               "from `squeezebert`, which does) before from_pretrained / save_pretrained")
+        return cls.checkpoint_io
 
 
 class SqueezeBertModel(SqueezeBertPreTrainedModel):
@@ -319,33 +411,22 @@ class SqueezeBertModel(SqueezeBertPreTrainedModel):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> ModelOutput:
-        self._check_inputs(input_ids, attention_mask, token_type_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        mask = self._additive_mask(attention_mask, self.embeddings.LayerNorm.weight.dtype)
-        return self.encode(input_ids, token_type_ids, position_ids, mask, output_hidden_states, output_attentions)
+        inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        return self.forward_prepared(inputs, output_hidden_states, output_attentions)
 
-    def encode(
-        self,
-        input_ids: Tensor,
-        token_type_ids: Tensor,
-        position_ids: Tensor,
-        mask: Tensor | None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+    def forward_prepared(
+        self, inputs: EncoderInputs, output_hidden_states: bool = False, output_attentions: bool = False
     ) -> ModelOutput:
-        """The forward pass proper, on checked inputs and a prepared additive mask (no data-dependent branches,
-        so ``torch.compile`` sees one graph)."""
-        batch, seq = input_ids.shape
-        embedded = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, S, C)
+        """The forward pass proper, on prepared inputs (no data-dependent branches, so ``torch.compile`` and
+        ``torch.export`` see one graph)."""
+        batch, seq = inputs.input_ids.shape
+        embedded = self.embeddings(inputs.input_ids, inputs.token_type_ids, inputs.position_ids)  # (B, S, C)
         c = embedded.shape[-1]
 
         x = embedded.permute(2, 0, 1).reshape(c, batch * seq)  # (B, S, C) -> (C, B*S)
         hidden, attentions = [embedded] if output_hidden_states else None, [] if output_attentions else None
         for layer in self.encoder.layers:
-            x, probs = layer(x, mask, batch)
+            x, probs = layer(x, inputs.mask, batch)
             if hidden is not None:
                 hidden.append(x.view(c, batch, seq).permute(1, 2, 0))
             if attentions is not None:
@@ -358,40 +439,18 @@ class SqueezeBertModel(SqueezeBertPreTrainedModel):
             attentions=tuple(attentions) if attentions is not None else None,
         )
 
-    def _check_inputs(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None):
-        # Clear errors instead of an index error from deep inside an embedding lookup.
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, seq_len), got shape {tuple(input_ids.shape)}")
-        batch, seq = input_ids.shape
-        if seq == 0 or batch == 0:
-            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)})")
-        if seq > self.config.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {seq} exceeds max_position_embeddings={self.config.max_position_embeddings}; "
-                "truncate the input (the tokenizer's max_length) or split it into windows"
-            )
-        lo, hi = int(input_ids.min()), int(input_ids.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"input_ids must be in [0, {self.config.vocab_size}), got values in [{lo}, {hi}]")
-        for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if t is not None and t.shape != input_ids.shape:
-                raise ValueError(f"{name} shape {tuple(t.shape)} does not match input_ids {tuple(input_ids.shape)}")
-        if token_type_ids is not None and int(token_type_ids.max()) >= self.config.type_vocab_size:
-            raise ValueError(f"token_type_ids must be < type_vocab_size={self.config.type_vocab_size}")
-        return batch, seq
 
-    @staticmethod
-    def _additive_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-        """(B, S) 1/0 mask -> (B, 1, 1, S) additive bias; None when nothing is masked (saves an add per layer)."""
-        if attention_mask is None or bool(attention_mask.all()):
-            return None
-        # As transformers: masked keys get the dtype's most negative value, so they get exactly 0 probability.
-        keep = attention_mask.to(torch.bool)[:, None, None, :]
-        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, torch.finfo(dtype).min)
+def encoder_of(model: SqueezeBertPreTrainedModel) -> SqueezeBertModel:
+    """The encoder of any model here: the model itself when it is the bare encoder, else its ``transformer``."""
+    return model if isinstance(model, SqueezeBertModel) else model.transformer
 
 
 class TaskModel(SqueezeBertPreTrainedModel):
-    """An encoder (``self.transformer``) plus a small head; subclasses define the head and its loss."""
+    """An encoder (``self.transformer``) plus a small head; subclasses define the head and its loss.
+
+    Every head takes the encoder's output (and labels, and the few inputs of its own, such as ``num_choices``) and
+    returns a ModelOutput with its logits.
+    """
 
     uses_pooler = True  # heads that read only token states say False (their checkpoints may lack a pooler)
 
@@ -410,14 +469,23 @@ class TaskModel(SqueezeBertPreTrainedModel):
         output_attentions: bool = False,
         **head_kwargs: Tensor | None,
     ) -> ModelOutput:
-        encoded = self.transformer(
-            input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions
-        )
-        out = self.head(encoded, labels, **head_kwargs)
+        inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        return self.forward_prepared(inputs, labels, output_hidden_states, output_attentions, **head_kwargs)
+
+    def forward_prepared(
+        self,
+        inputs: EncoderInputs,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        **head_kwargs: Tensor | None,
+    ) -> ModelOutput:
+        encoded = self.transformer.forward_prepared(inputs, output_hidden_states, output_attentions)
+        out = self.head(encoded, labels, num_choices=inputs.num_choices, **head_kwargs)
         out.hidden_states, out.attentions = encoded.hidden_states, encoded.attentions
         return out
 
-    def head(self, encoded: ModelOutput, labels: Tensor | None, **kwargs: Tensor | None) -> ModelOutput:
+    def head(self, encoded: ModelOutput, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
         raise NotImplementedError
 
 
@@ -478,6 +546,8 @@ class SqueezeBertForPreTraining(TaskModel):
         self.init_weights()
 
     def head(self, encoded, labels, sop_labels: Tensor | None = None, **kwargs):
+        # ``last_hidden_state`` may be any selection of token states (..., C): pretraining passes only the masked
+        # positions (M, C), since the vocabulary projection is a small model's largest product.
         logits = self.cls.predictions(encoded.last_hidden_state, self.transformer.embeddings.word_embeddings.weight)
         sop_logits = self.cls.seq_relationship(encoded.pooler_output)
         loss = None
@@ -574,23 +644,13 @@ class SqueezeBertForMultipleChoice(TaskModel):
     """Inputs are (B, num_choices, S); each choice is scored from its pooled output; logits (B, num_choices)."""
 
     architecture = "SqueezeBertForMultipleChoice"
+    multiple_choice = True
 
     def __init__(self, config: SqueezeBertConfig):
         super().__init__(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.init_weights()
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False, **kwargs):
-        if input_ids.dim() != 3:
-            raise ValueError(f"multiple choice input_ids must be (batch, choices, seq_len), got {tuple(input_ids.shape)}")
-
-        def flat(t):  # (B, K, S) -> (B*K, S)
-            return None if t is None else t.reshape(-1, t.shape[-1])
-
-        return super().forward(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                               labels, output_hidden_states, output_attentions, num_choices=input_ids.shape[1])
 
     def head(self, encoded, labels, num_choices: int = 1, **kwargs):
         logits = self.classifier(self.dropout(encoded.pooler_output)).view(-1, num_choices)

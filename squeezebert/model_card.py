@@ -13,13 +13,9 @@ from typing import Any
 
 from .config import ARCHITECTURE_TO_HEAD, GROUP_FIELDS, SqueezeBertConfig
 from .fileio import write_text
+from .tasks import HEAD_TASKS, pipeline_tasks
 
 CARD_NAME = "README.md"
-# our head -> the transformers / Hub pipeline task it serves
-HEAD_TASKS = {"sequence_classification": "text-classification", "token_classification": "token-classification",
-              "question_answering": "question-answering", "masked_lm": "fill-mask", "pretraining": "fill-mask",
-              "multiple_choice": "multiple-choice", "base": "feature-extraction"}
-PIPELINE_TASKS = ("text-classification", "token-classification", "question-answering", "feature-extraction")
 
 
 def write_model_card(directory: str | os.PathLike, config: SqueezeBertConfig, *, made_by: str | None = None,
@@ -35,7 +31,7 @@ def write_model_card(directory: str | os.PathLike, config: SqueezeBertConfig, *,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     architecture = (config.architectures or ["SqueezeBertModel"])[0]
-    pipeline_tag = HEAD_TASKS.get(ARCHITECTURE_TO_HEAD.get(architecture, "base"), "feature-extraction")
+    pipeline_tag = HEAD_TASKS[ARCHITECTURE_TO_HEAD.get(architecture, "base")].pipeline
     header = {"library_name": "squeezebert", "pipeline_tag": pipeline_tag, "tags": ["squeezebert"]}
     if base_model and not Path(base_model).is_absolute():  # the Hub's field names a model id, never a local path
         header["base_model"] = base_model
@@ -49,7 +45,7 @@ def write_model_card(directory: str | os.PathLike, config: SqueezeBertConfig, *,
                   *(f"| {name} | {_number(value)} |" for name, value in metrics.items() if _scalar(value)), ""]
     lines += ["## How it was made", "", "```bash", command or "(through the Python API; no command recorded)", "```",
               ""]
-    if pipeline_tag in PIPELINE_TASKS:
+    if pipeline_tag in pipeline_tasks():
         lines += ["## Use", "", "```python", "from squeezebert.pipelines import pipeline", "",
                   f'pipe = pipeline("{pipeline_tag}", model="{directory.resolve().name}")', "```", ""]
     path = directory / CARD_NAME

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from .config import SqueezeBertConfig
 from .data.squad import _best_span
 from .infer.batching import pad_batch, plan_batches
+from .tasks import HEAD_TASKS, PIPELINE_ALIASES, pipeline_head
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 
 BUCKET = 16  # padded lengths are multiples of this (bounds the shapes a compiled model sees)
 BACKENDS = ("torch", "onnxruntime")
-TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}  # transformers' own
 # A model call: int64 (input_ids, attention_mask, token_type_ids), each (B, S) -> {output name: float32 array}
 Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
@@ -83,8 +83,7 @@ class Feature:
 class Pipeline:
     """Shared machinery; subclasses define ``parse``, ``prepare``, ``run_batch``, ``finish`` and ``postprocess``."""
 
-    task = ""
-    head = "base"  # the model head this task needs (a key of squeezebert.model.HEADS)
+    task = ""  # a pipeline task of squeezebert.tasks.HEAD_TASKS, which also names the model head it needs
     OUTPUTS: tuple[str, ...] = ()  # the model outputs run_batch reads
     # __call__'s keyword options (transformers' names) and their defaults; any other keyword is an error
     CALL_OPTIONS: dict[str, Any] = {"truncation": True}
@@ -240,7 +239,6 @@ class TextClassificationPipeline(Pipeline):
     """
 
     task = "text-classification"
-    head = "sequence_classification"
     OUTPUTS = ("logits",)
     CALL_OPTIONS = {"truncation": True, "top_k": "", "function_to_apply": None}  # "": transformers' "not given"
     FUNCTIONS = ("softmax", "sigmoid", "none")
@@ -339,7 +337,6 @@ class TokenClassificationPipeline(Pipeline):
     """
 
     task = "token-classification"
-    head = "token_classification"
     OUTPUTS = ("logits",)
     CALL_OPTIONS = {"truncation": True, "aggregation_strategy": "none", "ignore_labels": None}
     STRATEGIES = ("none", "simple", "first", "average", "max")
@@ -504,7 +501,6 @@ class QuestionAnsweringPipeline(Pipeline):
     """
 
     task = "question-answering"
-    head = "question_answering"
     OUTPUTS = ("start_logits", "end_logits")
     CALL_OPTIONS = {"truncation": True, "question": None, "context": None}
 
@@ -594,7 +590,6 @@ class FeatureExtractionPipeline(Pipeline):
     """
 
     task = "feature-extraction"
-    head = "base"
     OUTPUTS = ("last_hidden_state",)
     CALL_OPTIONS = {"truncation": True, "pooling": None, "normalize": None}
     POOLINGS = ("mean", "cls")
@@ -642,23 +637,26 @@ class FeatureExtractionPipeline(Pipeline):
 # ---------------------------------------------------------------------------------------------- registry and entry
 
 
+# the pipeline tasks of squeezebert.tasks.HEAD_TASKS that have an endpoint -> their pipelines
 TASKS: dict[str, type[Pipeline]] = {
-    "text-classification": TextClassificationPipeline,
-    "token-classification": TokenClassificationPipeline,
-    "question-answering": QuestionAnsweringPipeline,
-    "feature-extraction": FeatureExtractionPipeline,
+    cls.task: cls
+    for cls in (TextClassificationPipeline, TokenClassificationPipeline, QuestionAnsweringPipeline,
+                FeatureExtractionPipeline)
 }
-
-# model head -> the task it serves (a bare encoder serves feature extraction)
-HEAD_TASKS = {cls.head: task for task, cls in TASKS.items()}
 
 
 def task_for_model(model: SqueezeBertPreTrainedModel) -> str:
     """The task a loaded model's head serves; every other head falls back to feature extraction."""
     from .model import HEADS
 
-    head = next((name for name, cls in HEADS.items() if type(model) is cls), "base")
-    return HEAD_TASKS.get(head, "feature-extraction")
+    return task_for_head(next((name for name, cls in HEADS.items() if type(model) is cls), "base"))
+
+
+def task_for_head(head: str) -> str:
+    """The pipeline task of a model head; a head without a pipeline here (masked LM...) serves feature extraction
+    from its encoder."""
+    task = HEAD_TASKS[head].pipeline if head in HEAD_TASKS else None
+    return task if task in TASKS else "feature-extraction"
 
 
 def pipeline(task: str | None = None, model: str | os.PathLike | SqueezeBertPreTrainedModel | OnnxModel | None = None,
@@ -695,9 +693,9 @@ def pipeline(task: str | None = None, model: str | os.PathLike | SqueezeBertPreT
 
 def resolve_task(task: str) -> str:
     """A task name or transformers alias -> our task name."""
-    name = TASK_ALIASES.get(task, task)
+    name = PIPELINE_ALIASES.get(task, task)
     if name not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join([*TASKS, *TASK_ALIASES])}")
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join([*TASKS, *PIPELINE_ALIASES])}")
     return name
 
 
@@ -723,11 +721,11 @@ def _onnx_runner(model: Any, task: str | None, tokenizer: Any, precision: str, k
     if "compile" in kwargs:
         raise TypeError("compile applies to the torch backend only")
     onnx = model if isinstance(model, OnnxModel) else OnnxModel(model)
-    task = task or HEAD_TASKS.get(onnx.head, "feature-extraction")
-    cls = TASKS[task]
+    task = task or task_for_head(onnx.head)
+    cls, head = TASKS[task], pipeline_head(task)
     missing = [name for name in cls.OUTPUTS if name not in onnx.output_names]
-    if missing or (cls.head != "base" and onnx.head != cls.head):
-        raise ValueError(f"{onnx.path}: task {task!r} needs a {cls.head} model with output(s) "
+    if missing or (head != "base" and onnx.head != head):
+        raise ValueError(f"{onnx.path}: task {task!r} needs a {head} model with output(s) "
                          f"{', '.join(cls.OUTPUTS)}; this export is a {onnx.head} model with "
                          f"{', '.join(onnx.output_names)} (export the checkpoint with the task's head; "
                          "--head base for feature-extraction)")
@@ -737,10 +735,10 @@ def _onnx_runner(model: Any, task: str | None, tokenizer: Any, precision: str, k
 def _torch_runner(model: Any, task: str | None, tokenizer: Any, precision: str, compile: bool
                   ) -> tuple[Runner, SqueezeBertConfig, Any, str]:
     from .checkpoint import load_model
-    from .model import SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel
+    from .model import SqueezeBertModel, SqueezeBertPreTrainedModel, TaskModel, encoder_of
 
     if isinstance(model, (str, os.PathLike)):
-        head = TASKS[task].head if task is not None else None
+        head = pipeline_head(task) if task is not None else None
         tokenizer = tokenizer if tokenizer is not None else Path(model)
         model = load_model(Path(model), head=head if head != "base" else None)
     elif not isinstance(model, SqueezeBertPreTrainedModel):
@@ -749,10 +747,10 @@ def _torch_runner(model: Any, task: str | None, tokenizer: Any, precision: str, 
     if not isinstance(model, (SqueezeBertModel, TaskModel)):
         raise TypeError(f"unsupported model type {type(model).__name__}")
     task = task or task_for_model(model)
-    cls = TASKS[task]
-    if cls.head != "base" and task_for_model(model) != task:
-        raise ValueError(f"task {task!r} needs a {cls.head} model, got {type(model).__name__}")
-    encoder = model.transformer if cls.head == "base" and isinstance(model, TaskModel) else model
+    head = pipeline_head(task)
+    if head != "base" and task_for_model(model) != task:
+        raise ValueError(f"task {task!r} needs a {head} model, got {type(model).__name__}")
+    encoder = encoder_of(model) if head == "base" else model
     return TorchRunner(encoder.eval(), precision, compile), model.config, tokenizer, task
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from .fileio import read_text
+from .fileio import atomic_path, read_text, write_json, write_text
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 TRUNCATION = {"longest_first": "longest_first", "only_first": "only_first", "only_second": "only_second",
@@ -111,14 +111,15 @@ class Tokenizer:
         """tokenizer.json, vocab.txt and the HF configs, so transformers' AutoTokenizer loads the directory."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(directory / "tokenizer.json"))
+        with atomic_path(directory / "tokenizer.json") as tmp:
+            self.backend.save(str(tmp))
         vocab = sorted(self.vocab.items(), key=lambda kv: kv[1])
-        (directory / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab), encoding="utf-8")
+        write_text(directory / "vocab.txt", "".join(f"{token}\n" for token, _ in vocab))
         specials = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), SPECIAL_TOKENS))
         config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase, "strip_accents": None,
                   "tokenize_chinese_chars": True, "model_max_length": self.model_max_length, **specials}
-        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+        write_json(directory / "tokenizer_config.json", config)
+        write_json(directory / "special_tokens_map.json", specials)
 
     # ---- vocabulary -------------------------------------------------------------------------------------------
     @property
@@ -147,68 +148,54 @@ class Tokenizer:
         return_tensors: str | None = "pt",
         add_special_tokens: bool = True,
     ) -> Encoding:
-        texts = _as_strings(texts, "texts")
-        if pairs is not None:
-            pairs = _as_strings(pairs, "pairs")
-            if len(pairs) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: they must match one to one")
-        if not texts:
-            raise ValueError("no texts to encode")
-        if truncation not in (None, False) and (not isinstance(truncation, (str, bool)) or truncation not in TRUNCATION):
-            raise ValueError(f"truncation must be one of {list(TRUNCATION)} or None, got {truncation!r}")
-        for name, value, low in (("max_length", max_length, 0), ("stride", stride, 0)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**31):
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        texts, pairs = _check_inputs(texts, pairs, truncation, padding, max_length, stride)
         max_length = max_length or self.model_max_length
+        encodings = self._encode(list(zip(texts, pairs)) if pairs is not None else texts, max_length, truncation,
+                                 stride, add_special_tokens)
+        rows, sample_of, truncated = [], [], []
+        for i, enc in enumerate(encodings):  # each text's windows: the first, then the overflow (if asked for)
+            for window in [enc] + (list(enc.overflowing) if return_overflowing else []):
+                rows.append(window)
+                sample_of.append(i)
+            truncated.append(bool(enc.overflowing))
+        pad = padding not in (False, None)
+        width = max_length if padding == "max_length" else max(len(r.ids) for r in rows)
+        data = self._padded(rows, width if pad else 0, return_offsets)
+        if return_overflowing:
+            data["overflow_to_sample_mapping"] = sample_of
+        word_ids = [list(r.word_ids) + [None] * (width - len(r.ids) if pad else 0) for r in rows]
+        return Encoding(_as_tensors(data, return_tensors, pad), word_ids, truncated)
+
+    def _encode(self, inputs: list, max_length: int, truncation: str | bool | None, stride: int,
+                add_special_tokens: bool) -> list:
+        """The library's encodings; truncation is set on the shared backend for this call only."""
         backend = self.backend
-        inputs = list(zip(texts, pairs)) if pairs is not None else texts
         with self._lock:
             try:
                 if truncation:  # (the library refuses a stride too large for max_length: a ValueError below)
                     backend.enable_truncation(max_length, stride=stride, strategy=TRUNCATION[truncation])
                 else:
                     backend.no_truncation()
-                encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+                return backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
             except Exception as e:  # e.g. a pair too long for only_second truncation
                 raise ValueError(f"cannot tokenize: {e}") from None
             finally:
                 backend.no_truncation()
-        rows, sample_of, truncated = [], [], []
-        for i, enc in enumerate(encodings):
-            windows = [enc] + (list(enc.overflowing) if return_overflowing else [])
-            for w in windows:
-                rows.append(w)
-                sample_of.append(i)
-            truncated.append(bool(enc.overflowing))
-        width = max(len(r.ids) for r in rows)
-        if padding == "max_length":
-            width = max_length
-        elif padding not in ("longest", True, False, None):
-            raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
-        pad = padding not in (False, None)
-        data: dict[str, Any] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
+
+    def _padded(self, rows: list, width: int, return_offsets: bool) -> dict[str, list]:
+        """Each row as lists, padded to ``width`` (0: not padded)."""
+        data: dict[str, list] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
         if return_offsets:
             data["offset_mapping"] = []
         for r in rows:
             n = len(r.ids)
-            fill = width - n if pad else 0
+            fill = max(width - n, 0)
             data["input_ids"].append(list(r.ids) + [self.pad_token_id] * fill)
             data["attention_mask"].append([1] * n + [0] * fill)
             data["token_type_ids"].append(list(r.type_ids) + [0] * fill)
             if return_offsets:
                 data["offset_mapping"].append([tuple(o) for o in r.offsets] + [(0, 0)] * fill)
-        if return_overflowing:
-            data["overflow_to_sample_mapping"] = sample_of
-        if return_tensors == "pt":
-            if not pad and len({len(x) for x in data["input_ids"]}) > 1:
-                raise ValueError("rows of different lengths cannot be tensors without padding")
-            import torch  # here, not at the top: the onnxruntime path tokenizes without torch installed
-
-            data = {k: torch.tensor(v, dtype=torch.long) for k, v in data.items()}
-        elif return_tensors is not None:
-            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
-        return Encoding(data, [list(r.word_ids) + [None] * (width - len(r.ids) if pad else 0) for r in rows],
-                        truncated)
+        return data
 
     def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         _check_strings([text] + ([pair] if pair is not None else []), "text")
@@ -260,6 +247,38 @@ def train_tokenizer(files: Sequence[str | os.PathLike], vocab_size: int = 30522,
     if out_dir is not None:
         tokenizer.save_pretrained(out_dir)
     return tokenizer
+
+
+def _check_inputs(texts: Any, pairs: Any, truncation: Any, padding: Any, max_length: Any, stride: Any
+                  ) -> tuple[list[str], list[str] | None]:
+    """The texts (and pairs) as lists of strings; a bad argument is a ValueError or TypeError naming it."""
+    texts = _as_strings(texts, "texts")
+    if pairs is not None:
+        pairs = _as_strings(pairs, "pairs")
+        if len(pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: they must match one to one")
+    if not texts:
+        raise ValueError("no texts to encode")
+    if truncation not in (None, False) and (not isinstance(truncation, (str, bool)) or truncation not in TRUNCATION):
+        raise ValueError(f"truncation must be one of {list(TRUNCATION)} or None, got {truncation!r}")
+    for name, value in (("max_length", max_length), ("stride", stride)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31):
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    if padding not in ("longest", "max_length", True, False, None):
+        raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
+    return texts, pairs
+
+
+def _as_tensors(data: dict[str, list], return_tensors: str | None, padded: bool) -> dict[str, Any]:
+    if return_tensors is None:
+        return data
+    if return_tensors != "pt":
+        raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+    if not padded and len({len(x) for x in data["input_ids"]}) > 1:
+        raise ValueError("rows of different lengths cannot be tensors without padding")
+    import torch  # here, not at the top: the onnxruntime path tokenizes without torch installed
+
+    return {k: torch.tensor(v, dtype=torch.long) for k, v in data.items()}
 
 
 def _as_strings(values: Any, what: str) -> list[str]:

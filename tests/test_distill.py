@@ -189,7 +189,13 @@ def test_cli_squeeze_and_general_and_task_distill(tmp_path, tiny_teacher, capsys
 
     assert main(["distill", "--teacher", str(tiny_teacher), "--task", "general", "--data-dir", str(corpus),
                  "--out", str(tmp_path / "gen"), "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
-    assert json.loads((tmp_path / "gen" / "results.json").read_text())["steps"] == 2
+    general = json.loads((tmp_path / "gen" / "results.json").read_text())
+    assert general["steps"] == 2 and general["model_dir"] == str(tmp_path / "gen" / "best")
+    # the documented flow: the general student (its `best`, the last model) starts task distillation
+    assert main(["distill", "--teacher", str(tiny_teacher), "--student", str(tmp_path / "gen" / "best"), "--task",
+                 "sst2", "--data-dir", str(SAMPLE), "--out", str(tmp_path / "from-gen"), "--max-steps", "1",
+                 "--limit-train", "16", "--limit-eval", "16", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "from-gen" / "results.json").read_text())["student"] == str(tmp_path / "gen" / "best")
 
     assert main(["distill", "--teacher", str(tiny_teacher), "--student", str(tmp_path / "sq"), "--task", "sst2",
                  "--data-dir", str(SAMPLE), "--out", str(tmp_path / "task"), "--max-steps", "2",

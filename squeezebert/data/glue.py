@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
+from ..tasks import spelled
 from .tabular import (
     DataError,
     Example,
@@ -146,8 +147,8 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(task: str) -> TaskSpec:
-    """The TaskSpec for ``task`` (case-insensitive; ``sst-2``/``sts-b`` spellings accepted)."""
-    key = task.lower().replace("sst-2", "sst2").replace("sts-b", "stsb")
+    """The TaskSpec for ``task`` (case-insensitive; the task table's aliases, e.g. ``sst-2``/``sts-b``, accepted)."""
+    key = spelled(task)
     if key not in TASKS:
         raise KeyError(f"unknown GLUE task {task!r}; known: {', '.join(TASKS)}")
     return TASKS[key]

@@ -13,31 +13,34 @@ plus ``results.json`` with the teacher's and the student's dev metrics and the w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
-from ..checkpoint import CheckpointError, load_model, save_model
+from ..checkpoint import CheckpointError, load_model
 from ..config import PRESETS, preset
 from ..data.pretraining import lines_to_documents
 from ..finetune.features import collate
-from ..finetune.run import evaluations, load_tokenizer, run_record, run_settings, task_config, write_json
-from ..finetune.tasks import TaskData, load_task
+from ..finetune.recipe import Recipe, load_tokenizer, task_config
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
-from ..model_card import write_model_card
+from ..recipe_config import GENERAL, SQUEEZE, DistillConfig
 from ..tokenizer import Tokenizer
-from ..train.loop import ShuffledBatches, Trainer, TrainingArgs, seed_everything
+from ..train.loop import LossFn, TrainResult
+from ..typed_config import load
 from .losses import DistillLoss, DistillWeights
 from .squeeze import squeeze
 
 log = logging.getLogger(__name__)
 
-SQUEEZE = "squeeze"  # the student name that means "the teacher, squeezed"
-RESULTS_NAME = "results.json"
+STUDENT_CONFIG = ("num_hidden_layers", "hidden_size", "q_groups", "k_groups", "v_groups", "post_attention_groups",
+                  "intermediate_groups", "output_groups")
 
 
 def calibration_batches(features: Sequence[dict], pad_token_id: int, count: int = 256, batch_size: int = 32
@@ -72,95 +75,128 @@ def load_student(student: str | os.PathLike, teacher: SqueezeBertPreTrainedModel
                             f"({', '.join(PRESETS)})")
 
 
-def _train(student: SqueezeBertPreTrainedModel, teacher: SqueezeBertPreTrainedModel, weights: DistillWeights,
-           features: Sequence[dict], collate_fn, tokenizer: Tokenizer, output_dir: Path, batch_size: int,
-           evaluate=None, metric: str | None = None, resume: bool | str = True, group_by_length: bool = True,
-           save_options: dict[str, Any] | None = None, settings: dict[str, Any] | None = None, **training: Any):
-    loss = DistillLoss(teacher, weights, student.config, teacher.config)
-    args = TrainingArgs(output_dir=str(output_dir), metric=metric, **training)
-    batches = ShuffledBatches(features, batch_size, collate_fn, seed=args.seed, group_by_length=group_by_length)
-    trainer = Trainer(student, args, batches, evaluate=evaluate, loss_fn=loss,
-                      extra_modules={"projections": loss.projections} if len(loss.projections) else None,
-                      save_model=lambda m, directory: save_model(m, directory, tokenizer=tokenizer,
-                                                                 **(save_options or {})),
-                      settings=settings)
-    return trainer.train(resume=resume)
+class DistillRecipe(Recipe):
+    """The skeleton with a student taught by ``config.teacher``: task-specific (a teacher fine-tuned on the task;
+    soft labels, hidden states and attention maps mixed with the gold labels) or, for ``task = "general"``,
+    task-agnostic on unlabeled text (hidden states, attention maps and embeddings of a bare encoder)."""
+
+    config: DistillConfig
+
+    def load_tokenizer(self) -> Tokenizer:
+        return load_tokenizer(self.config.teacher)
+
+    def load_data(self) -> None:
+        if self.config.general:
+            if not self.config.data_dir:
+                raise ValueError(f"--task {GENERAL} needs --data-dir: a folder of .txt files (or one file)")
+            self.features = text_features(self.tokenizer, corpus_files(self.config.data_dir), self.config.max_length,
+                                          self.config.limit_train)
+        else:
+            super().load_data()
+            self.features = self.data.train
+
+    def training_set(self) -> tuple[list[dict], Any]:
+        if self.config.general:
+            return self.features, partial(collate, pad_token_id=self.tokenizer.pad_token_id)
+        return super().training_set()
+
+    @property
+    def head(self) -> str:
+        return "base" if self.config.general else self.data.head
+
+    @property
+    def weights(self) -> DistillWeights:
+        base = DistillWeights.general() if self.config.general else DistillWeights.task()
+        return dataclasses.replace(base, **self.config.weight_overrides())
+
+    def prepare(self) -> None:
+        """The teacher (checked against the task) and the training batches squeezing fits on."""
+        c = self.config
+        self.teacher = load_model(c.teacher, head="base") if c.general else self._task_teacher()
+        self.calibration = calibration_batches(self.features, self.tokenizer.pad_token_id, c.calibrate) \
+            if c.calibrate else None
+
+    def build(self) -> SqueezeBertPreTrainedModel:
+        """The student (timed: squeezing fits least squares); it and the teacher are scored on dev before
+        training."""
+        c = self.config
+        t0 = time.perf_counter()
+        student = load_student(c.student, self.teacher, self.head, {} if c.general else task_config(self.data),
+                               c.groups, self.calibration)
+        self.squeeze_seconds = time.perf_counter() - t0
+        if c.general and not isinstance(student, SqueezeBertModel):
+            raise ValueError("general distillation trains a bare encoder")
+        self.teacher_dev, self.student_dev_before = self.dev_scores(self.teacher), self.dev_scores(student)
+        if self.teacher_dev is not None:
+            log.info("teacher dev: %s; student before training: %s", self.teacher_dev, self.student_dev_before)
+        return student
+
+    def _task_teacher(self) -> SqueezeBertPreTrainedModel:
+        teacher, data = load_model(self.config.teacher), self.data
+        if type(teacher) is not HEADS[data.head] or teacher.config.num_labels != data.num_labels:
+            raise ValueError(f"{self.config.teacher}: a {type(teacher).__name__} with {teacher.config.num_labels} "
+                             f"label(s) cannot teach {data.name} ({HEADS[data.head].__name__}, {data.num_labels} "
+                             "label(s)): fine-tune it on the task first (squeezebert finetune)")
+        return teacher
+
+    def loss(self) -> tuple[LossFn, dict[str, nn.Module] | None]:
+        loss = DistillLoss(self.teacher, self.weights, self.model.config, self.teacher.config)
+        return loss, {"projections": loss.projections} if len(loss.projections) else None
+
+    def card(self) -> dict[str, Any]:
+        """A sentence-transformers teacher's pooling files go with every saved student (so it loads with
+        ``SentenceTransformer(dir)`` too), and a model card names the teacher and the command."""
+        c = self.config
+        made_by = f"distilled from {c.teacher} on unlabeled text ({c.data_dir})" if c.general \
+            else f"distilled on {self.data.name} from {c.teacher}"
+        return {"sentence_transformers_from": c.teacher,
+                "card": {"made_by": made_by, "base_model": c.teacher, "task": None if c.general else self.data.name,
+                         "command": self.command}}
+
+    def settings(self) -> dict[str, Any]:
+        c = self.config
+        common = dict(teacher=c.teacher, student=c.student, groups=c.groups, calibrate=c.calibrate,
+                      weights=vars(self.weights), max_length=c.max_length)
+        if c.general:
+            return dict(corpus=c.data_dir, limit_texts=c.limit_train, **common)
+        return dict(task=self.data.name, limit_train=c.limit_train, task_options=c.load_options() or None, **common)
+
+    def fields(self, result: TrainResult, evals: list[dict], best: dict | None, dev: dict | None) -> dict[str, Any]:
+        c = self.config
+        if c.general:
+            return {"teacher": c.teacher, "student": c.student, "corpus": c.data_dir, "texts": len(self.features),
+                    "model_dir": result.best_dir or result.last_dir,
+                    "final_losses": next((row for row in reversed(result.history) if "loss" in row), {}),
+                    "weights": vars(self.weights)}
+        return {
+            "task": self.data.name,
+            "teacher": c.teacher,
+            "student": c.student,
+            "student_config": {k: getattr(self.model.config, k) for k in STUDENT_CONFIG},
+            "model_dir": result.best_dir or result.last_dir,
+            "metric": self.data.metric if self.has_dev else None,
+            "teacher_dev": self.teacher_dev,
+            "student_dev_before": self.student_dev_before,
+            "student_dev": dev,
+            "best_metric": result.best_metric,
+            "best_step": best["step"] if best else None,
+            "weights": vars(self.weights),
+            "squeeze_seconds": round(self.squeeze_seconds, 2),
+        }
 
 
 def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike | None, output_dir: str | os.PathLike,
-            *, student: str | os.PathLike = SQUEEZE, groups: dict[str, int] | str | None = None,
-            weights: DistillWeights | None = None, calibrate: int = 256, max_length: int = 128,
-            batch_size: int = 32, eval_batch_size: int = 64, limit_train: int | None = None,
-            limit_eval: int | None = None, task_options: dict[str, Any] | None = None, resume: bool | str = True,
-            command: str | None = None, **training: Any) -> dict[str, Any]:
+            *, command: str | None = None, **settings: Any) -> dict[str, Any]:
     """Task-specific distillation; returns (and writes to ``output_dir/results.json``) the results.
 
-    ``teacher`` must be fine-tuned on ``task`` (``squeezebert finetune``). ``student``: ``"squeeze"`` (the teacher
-    squeezed to ``groups``, the paper's by default, least-squares-fitted on ``calibrate`` training examples), a
-    checkpoint directory (e.g. the MNLI-stage student) or a preset. ``training`` goes to ``TrainingArgs``.
+    ``teacher`` must be fine-tuned on ``task`` (``squeezebert finetune``). ``settings`` are
+    :class:`~squeezebert.recipe_config.DistillConfig` fields: ``student`` is ``"squeeze"`` (the teacher squeezed to
+    ``groups``, the paper's by default, least-squares-fitted on ``calibrate`` training examples), a checkpoint
+    directory (e.g. the MNLI-stage student) or a preset; the loss weights, the loop's settings, ...
     """
-    started = time.perf_counter()
-    out = Path(output_dir)
-    tok = load_tokenizer(teacher)
-    data: TaskData = load_task(task, data_dir, tok, max_length=max_length, limit_train=limit_train,
-                               limit_eval=limit_eval, **(task_options or {}))
-    if not data.train:
-        raise FileNotFoundError(f"{data.name}: no training examples (looked for {data.split_files('train')})")
-    teacher_model = load_model(teacher)
-    if type(teacher_model) is not HEADS[data.head] or teacher_model.config.num_labels != data.num_labels:
-        raise ValueError(f"{teacher}: a {type(teacher_model).__name__} with {teacher_model.config.num_labels} "
-                         f"label(s) cannot teach {data.name} ({HEADS[data.head].__name__}, {data.num_labels} "
-                         "label(s)): fine-tune it on the task first (squeezebert finetune)")
-    calibration = calibration_batches(data.train, tok.pad_token_id, calibrate) if calibrate else None
-    seed_everything(training.get("seed", TrainingArgs.seed))  # a fresh student, head or projection is seeded too
-    t0 = time.perf_counter()
-    net = load_student(student, teacher_model, data.head, task_config(data), groups, calibration)
-    squeeze_seconds = time.perf_counter() - t0
-    has_dev = bool(data.evals)
-    evaluate = (lambda m: data.evaluate(m, "dev", eval_batch_size)) if has_dev else None
-    teacher_dev = data.evaluate(teacher_model, "dev", eval_batch_size) if has_dev else None
-    initial_dev = data.evaluate(net, "dev", eval_batch_size) if has_dev else None
-    if teacher_dev is not None:
-        log.info("teacher dev: %s; student before training: %s", teacher_dev, initial_dev)
-    save = _save_options(teacher, command, f"distilled on {data.name} from {teacher}", data.name)
-    settings = run_settings(teacher=teacher, student=student, task=data.name, groups=groups, calibrate=calibrate,
-                            weights=vars(weights or DistillWeights.task()), max_length=max_length,
-                            limit_train=limit_train, task_options=task_options)
-    result = _train(net, teacher_model, weights or DistillWeights.task(), data.train, data.collate, tok, out,
-                    batch_size, evaluate, data.metric if has_dev else None, resume, save_options=save,
-                    settings=settings, **training)
-    evals, best = evaluations(result, data)
-    results = {
-        "task": data.name,
-        "teacher": str(teacher),
-        "student": str(student),
-        "student_config": {k: getattr(net.config, k) for k in ("num_hidden_layers", "hidden_size", "q_groups",
-                                                                  "k_groups", "v_groups", "post_attention_groups",
-                                                                  "intermediate_groups", "output_groups")},
-        "model_dir": result.best_dir or result.last_dir,
-        "metric": data.metric if has_dev else None,
-        "teacher_dev": teacher_dev,
-        "student_dev_before": initial_dev,
-        "student_dev": {k: v for k, v in best.items() if k != "step"} if best else None,
-        "best_metric": result.best_metric,
-        "best_step": best["step"] if best else None,
-        "weights": vars(weights or DistillWeights.task()),
-        "squeeze_seconds": round(squeeze_seconds, 2),
-        **run_record(result, data, out, started, command, max_length=max_length, batch_size=batch_size),
-    }
-    if results["model_dir"] and results["student_dev"]:  # the card of the model to use gets its scores
-        write_model_card(results["model_dir"], net.config.replace(architectures=[net.architecture]),
-                         metrics={f"dev {k}": v for k, v in results["student_dev"].items()}, **save["card"])
-    write_json(out / RESULTS_NAME, results)
-    return results
-
-
-def _save_options(teacher: str | os.PathLike, command: str | None, made_by: str, task: str | None
-                  ) -> dict[str, Any]:
-    """What every saved student carries from its teacher: a sentence-transformers teacher's pooling files (so the
-    student loads with ``SentenceTransformer(dir)`` too) and a model card naming the teacher and the command."""
-    return {"sentence_transformers_from": teacher,
-            "card": {"made_by": made_by, "base_model": str(teacher), "task": task, "command": command}}
+    config = load(DistillConfig, given=dict(teacher=teacher, task=task, data_dir=data_dir, output_dir=output_dir,
+                                            **settings))
+    return DistillRecipe(config, command).run()
 
 
 # ---- general distillation -----------------------------------------------------------------------------------------
@@ -209,34 +245,9 @@ def corpus_files(data_dir: str | os.PathLike) -> list[Path]:
 
 
 def distill_general(teacher: str | os.PathLike, corpus: str | os.PathLike, output_dir: str | os.PathLike, *,
-                    student: str | os.PathLike = SQUEEZE, groups: dict[str, int] | str | None = None,
-                    weights: DistillWeights | None = None, calibrate: int = 256, max_length: int = 128,
-                    batch_size: int = 32, limit_texts: int | None = None, resume: bool | str = True,
-                    command: str | None = None, **training: Any) -> dict[str, Any]:
-    """Task-agnostic distillation of the encoder on unlabeled text (``.txt`` files under ``corpus``)."""
-    started = time.perf_counter()
-    out = Path(output_dir)
-    tok = load_tokenizer(teacher)
-    features = text_features(tok, corpus_files(corpus), max_length, limit_texts)
-    teacher_model = load_model(teacher, head="base")
-    calibration = calibration_batches(features, tok.pad_token_id, calibrate) if calibrate else None
-    seed_everything(training.get("seed", TrainingArgs.seed))
-    net = load_student(student, teacher_model, "base", {}, groups, calibration)
-    if not isinstance(net, SqueezeBertModel):
-        raise ValueError("general distillation trains a bare encoder")
-    coll = lambda batch: collate(batch, tok.pad_token_id)  # noqa: E731
-    save = _save_options(teacher, command, f"distilled from {teacher} on unlabeled text ({corpus})", None)
-    settings = run_settings(teacher=teacher, student=student, corpus=corpus, groups=groups, calibrate=calibrate,
-                            weights=vars(weights or DistillWeights.general()), max_length=max_length,
-                            limit_texts=limit_texts)
-    result = _train(net, teacher_model, weights or DistillWeights.general(), features, coll, tok, out,
-                    batch_size, None, None, resume, save_options=save, settings=settings, **training)
-    last = next((row for row in reversed(result.history) if "loss" in row), {})
-    results = {
-        "teacher": str(teacher), "student": str(student), "corpus": str(corpus), "texts": len(features),
-        "model_dir": result.last_dir, "final_losses": last,
-        "weights": vars(weights or DistillWeights.general()),
-        **run_record(result, None, out, started, command, max_length=max_length, batch_size=batch_size),
-    }
-    write_json(out / RESULTS_NAME, results)
-    return results
+                    limit_texts: int | None = None, command: str | None = None, **settings: Any) -> dict[str, Any]:
+    """Task-agnostic distillation of the encoder on unlabeled text (``.txt`` files under ``corpus``), at most
+    ``limit_texts`` windows; ``settings`` as for :func:`distill`."""
+    config = load(DistillConfig, given=dict(teacher=teacher, task=GENERAL, data_dir=corpus, output_dir=output_dir,
+                                            limit_train=limit_texts, **settings))
+    return DistillRecipe(config, command).run()

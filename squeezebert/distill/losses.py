@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..model import SqueezeBertModel
+
 
 def logit_kd(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
     """Soft-label KD on logits (B, C): the KL scaled by T^2 so its gradient does not shrink with T."""
@@ -150,6 +152,4 @@ class DistillLoss:
 
 
 def _takes_labels(model: nn.Module) -> bool:
-    from ..model import SqueezeBertModel
-
-    return not isinstance(getattr(model, "module", model), SqueezeBertModel)
+    return not isinstance(getattr(model, "module", model), SqueezeBertModel)  # DDP wraps the model in .module

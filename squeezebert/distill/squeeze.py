@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import GROUP_FIELDS, SqueezeBertConfig
-from ..model import GroupedProjection, SqueezeBertModel, SqueezeBertPreTrainedModel
+from ..model import GroupedProjection, SqueezeBertPreTrainedModel, encoder_of
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class _GroupMoments:
 
 def collect_moments(model: SqueezeBertPreTrainedModel, batches: Iterable[dict[str, Tensor]]) -> dict[str, _Moments]:
     """Input moments of every projection in every layer of ``model``, keyed ``"{layer}.{projection}"``."""
-    base = model if isinstance(model, SqueezeBertModel) else model.transformer
+    base = encoder_of(model)
     moments: dict[str, _Moments] = {}
     valid: list[Tensor] = []
     hooks = []
@@ -288,14 +288,10 @@ RESIDUALS: dict[str, str | None] = {O: None, I2: I1}
 
 def _layer_inputs(model: SqueezeBertPreTrainedModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, int]:
     """The first encoder layer's input (C, B*S), the additive mask and the batch size, for one token batch."""
-    base = model if isinstance(model, SqueezeBertModel) else model.transformer
-    ids, mask = batch["input_ids"], batch.get("attention_mask")
-    types = batch.get("token_type_ids")
-    types = torch.zeros_like(ids) if types is None else types
-    positions = torch.arange(ids.shape[1]).unsqueeze(0)
-    embedded = base.embeddings(ids, types, positions)  # (B, S, C)
-    additive = SqueezeBertModel._additive_mask(mask, embedded.dtype)
-    return embedded.permute(2, 0, 1).reshape(embedded.shape[-1], -1), additive, ids.shape[0]
+    base = encoder_of(model)
+    inputs = base.prepare_inputs(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
+    embedded = base.embeddings(inputs.input_ids, inputs.token_type_ids, inputs.position_ids)  # (B, S, C)
+    return embedded.permute(2, 0, 1).reshape(embedded.shape[-1], -1), inputs.mask, inputs.input_ids.shape[0]
 
 
 def _run_layer(layer: nn.Module, x: Tensor, mask: Tensor | None, batch: int) -> tuple[dict, dict, Tensor]:
@@ -324,8 +320,7 @@ def fit_sequential(teacher: SqueezeBertPreTrainedModel, student: SqueezeBertPreT
     ``output_orders[i][path]``: the student's output-channel order of that projection relative to the teacher's
     (folded permutations), or None when unchanged.
     """
-    t_base = teacher if isinstance(teacher, SqueezeBertModel) else teacher.transformer
-    s_base = student if isinstance(student, SqueezeBertModel) else student.transformer
+    t_base, s_base = encoder_of(teacher), encoder_of(student)
     was_training = teacher.training, student.training
     teacher.eval(), student.eval()
     cached = []  # per batch: teacher's and student's input to the current layer, mask, batch size, valid tokens
@@ -399,7 +394,7 @@ def squeeze(
 
     student = copy.deepcopy(teacher)
     student.config = config
-    base = student if isinstance(student, SqueezeBertModel) else student.transformer
+    base = encoder_of(student)
     base.config = config
     report = SqueezeReport({k: getattr(config, k) for k in GROUP_FIELDS}, permute, calibration is not None,
                            sequential=calibration is not None and sequential)

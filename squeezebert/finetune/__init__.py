@@ -2,6 +2,6 @@
 wires a checkpoint, its tokenizer, a task and the one training loop (``run.py``)."""
 
 from .run import evaluate, finetune, predict_split
-from .tasks import KIND_HEADS, TASK_KINDS, TaskData, load_task
+from .tasks import TaskData, load_task
 
-__all__ = ["KIND_HEADS", "TASK_KINDS", "TaskData", "evaluate", "finetune", "load_task", "predict_split"]
+__all__ = ["TaskData", "evaluate", "finetune", "load_task", "predict_split"]

@@ -4,10 +4,12 @@
 distillation both train on: ``train`` features, ``evals`` features per dev split, ``collate`` (dynamic padding to
 a multiple of 8), ``evaluate(model)`` (official metrics) and ``predict(model, split)``.
 
-Tasks (``TASK_KINDS``): the nine GLUE tasks (+ ``mnli-mm`` and the ``ax`` diagnostic, test only), ``table`` (your
-CSV / TSV / JSON lines), ``conll`` (NER), ``squad`` / ``squad_v2`` (extractive QA) and ``swag`` (multiple choice).
-Reading and validating files is the readers' job (``squeezebert.data``); they raise DataError naming the file, line
-and problem. What lives here is what turns examples into features and model outputs back into predictions.
+Tasks (``squeezebert.tasks.TASKS``): the nine GLUE tasks (+ ``mnli-mm`` and the ``ax`` diagnostic, test only),
+``table`` (your CSV / TSV / JSON lines), ``conll`` (NER), ``squad`` / ``squad_v2`` (extractive QA) and ``swag``
+(multiple choice). The table names each task's reader, featurizer, head and metric; the code behind a reader or
+featurizer name is here (``READERS``, ``FEATURIZERS``). Reading and validating files is the readers' job
+(``squeezebert.data``); they raise DataError naming the file, line and problem. What lives here is what finds a
+task's files, turns examples into features and model outputs back into predictions.
 """
 
 from __future__ import annotations
@@ -42,52 +44,34 @@ from ..data import (
 )
 from ..data.conll import b_to_i_map
 from ..data.squad import references
+from ..tasks import TASKS, Task, canonical_task
 from ..tokenizer import Tokenizer
 from .features import collate, encode_choices, encode_sequences, encode_squad, encode_words
 
 log = logging.getLogger(__name__)
 
-GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "mnli-mm", "qnli", "rte", "wnli", "ax")
-
-# task name -> kind. A literal registry: GLUE, your own table, NER, QA, multiple choice.
-TASK_KINDS: dict[str, str] = {
-    **{name: "sequence" for name in GLUE_TASKS},
-    "table": "sequence",
-    "conll": "token",
-    "squad": "qa",
-    "squad_v2": "qa",
-    "swag": "multiple_choice",
-}
-
-# kind -> key of squeezebert.model.HEADS
-KIND_HEADS: dict[str, str] = {
-    "sequence": "sequence_classification",
-    "token": "token_classification",
-    "qa": "question_answering",
-    "multiple_choice": "multiple_choice",
-}
-
-
-def canonical_task(task: str) -> str:
-    key = task.lower().replace("sst-2", "sst2").replace("sts-b", "stsb").replace("conll2003", "conll")
-    key = {"squad-v2": "squad_v2", "squad2": "squad_v2", "ner": "conll"}.get(key, key)
-    if key not in TASK_KINDS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")  # a user error: one line
-    return key
-
 
 # ---------------------------------------------------------------------------------------------- kinds
-# A kind turns examples into features, and per-feature model outputs back into per-example predictions and scores.
+# A kind (the table's featurizer) turns examples into features, and per-feature model outputs back into per-example
+# predictions and scores.
 
 
-class SequenceKind:
-    """Sentence / sentence-pair classification or regression (GLUE, your own table)."""
+class Kind:
+    """What every kind holds: the task's metric (a key of squeezebert.metrics.METRICS) and its labels."""
 
-    kind = "sequence"
+    def __init__(self, metric_task: str | None, labels: list[str] | None):
+        self.metric_task = metric_task
+        self.labels = labels
 
-    def __init__(self, labels: list[str] | None, metric_task: str | None):
-        self.labels = labels  # None: regression
-        self.metric_task = metric_task  # a GLUE task name for squeezebert.metrics, or None (a table)
+    @property
+    def metric(self) -> str:
+        """The score that picks the best checkpoint."""
+        return metrics.primary_metric(self.metric_task)
+
+
+class SequenceKind(Kind):
+    """Sentence / sentence-pair classification or regression (GLUE, your own table). Labels None: regression;
+    metric None (your own table): accuracy, or Pearson/Spearman for regression."""
 
     def featurize(self, tokenizer: Tokenizer, examples: Sequence, max_length: int, training: bool, what: str):
         label_ids = None if self.labels is None else {label: i for i, label in enumerate(self.labels)}
@@ -110,18 +94,15 @@ class SequenceKind:
     @property
     def metric(self) -> str:
         if self.metric_task is not None:
-            return metrics.primary_metric(self.metric_task)
+            return super().metric
         return "spearman" if self.labels is None else "accuracy"
 
 
-class TokenKind:
+class TokenKind(Kind):
     """Named-entity recognition: a tag per word, scored at entity level (seqeval, conlleval rules)."""
 
-    kind = "token"
-    metric = "f1"
-
-    def __init__(self, labels: list[str], label_all_subtokens: bool = False):
-        self.labels = labels
+    def __init__(self, metric_task: str, labels: list[str], label_all_subtokens: bool = False):
+        super().__init__(metric_task, labels)
         self.label_all_subtokens = label_all_subtokens
 
     def featurize(self, tokenizer: Tokenizer, examples: Sequence, max_length: int, training: bool, what: str):
@@ -137,18 +118,15 @@ class TokenKind:
         return predictions
 
     def score(self, examples: Sequence, predictions: list) -> dict[str, float]:
-        return metrics.compute("conll2003", predictions, [example.tags for example in examples])
+        return metrics.compute(self.metric_task, predictions, [example.tags for example in examples])
 
 
-class QAKind:
+class QAKind(Kind):
     """Extractive QA (SQuAD): windows over the context, n-best span selection, official EM / F1."""
 
-    kind = "qa"
-    metric = "f1"
-    labels = None
-
-    def __init__(self, version_2: bool, doc_stride: int | None, max_query_length: int, n_best_size: int,
-                 max_answer_length: int):
+    def __init__(self, metric_task: str, labels: None, version_2: bool, doc_stride: int | None,
+                 max_query_length: int, n_best_size: int, max_answer_length: int):
+        super().__init__(metric_task, labels)
         self.version_2 = version_2
         self.doc_stride = doc_stride
         self.max_query_length = max_query_length
@@ -174,15 +152,11 @@ class QAKind:
 
     def score(self, examples: Sequence, predictions: list) -> dict[str, float]:
         answers = {example.id: answer for example, answer in zip(examples, predictions)}
-        return metrics.compute("squad_v2" if self.version_2 else "squad", answers, references(examples))
+        return metrics.compute(self.metric_task, answers, references(examples))
 
 
-class ChoiceKind:
+class ChoiceKind(Kind):
     """Multiple choice (SWAG): one score per (context, choice); accuracy."""
-
-    kind = "multiple_choice"
-    metric = "accuracy"
-    labels = None
 
     def featurize(self, tokenizer: Tokenizer, examples: Sequence, max_length: int, training: bool, what: str):
         return encode_choices(tokenizer, examples, max_length, what)
@@ -191,10 +165,16 @@ class ChoiceKind:
         return [int(np.argmax(logits)) for logits in outputs]
 
     def score(self, examples: Sequence, predictions: list) -> dict[str, float]:
-        return metrics.compute("swag", predictions, [example.label for example in examples])
+        return metrics.compute(self.metric_task, predictions, [example.label for example in examples])
 
 
-Kind = SequenceKind | TokenKind | QAKind | ChoiceKind
+# the table's featurizer names -> their kinds
+FEATURIZERS: dict[str, type[Kind]] = {
+    "sequence": SequenceKind,
+    "token": TokenKind,
+    "qa": QAKind,
+    "multiple_choice": ChoiceKind,
+}
 
 
 # ---------------------------------------------------------------------------------------------- running a model
@@ -337,7 +317,7 @@ class TaskData:
         ``{"id": ..., "prediction": ...}``."""
         predictions = self.predict(model, split, batch_size)
         ids = [_example_id(example) for example in self.examples[split]]
-        if self.name in GLUE_TASKS and split.startswith("test"):
+        if TASKS[self.name].reader == "glue" and split.startswith("test"):
             indices = [int(guid.rsplit("-", 1)[1]) for guid in ids]
             target = Path(path)
             if target.is_dir() or not target.suffix:  # a submission folder (made if need be): GLUE's file names
@@ -368,7 +348,8 @@ def _example_id(example: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- sources
-# A source finds a task's files and reads examples; each returns a _Source the common code below featurises.
+# A source (the table's reader) finds a task's files and reads examples; each returns a _Source, with the task's
+# featurizer built from the labels and options it knows, that the common code below featurises.
 
 
 @dataclass
@@ -399,15 +380,19 @@ def _eval_paths(found: dict[str, Path | None], eval_files: dict[str, str] | None
     return {split: path for split, path in found.items() if path is not None and path.is_file()}
 
 
-def _glue_source(task: str, data_dir: Path | None, *, train_file: str | None = None,
+def _featurizer(task: Task, labels: list[str] | None, **options: Any) -> Kind:
+    return FEATURIZERS[task.featurizer](task.metric, labels, **options)
+
+
+def _glue_source(task: Task, data_dir: Path | None, *, train_file: str | None = None,
                  eval_files: dict[str, str] | None = None, dev_file: str | None = None,
                  skip_bad_rows: bool | None = None) -> _Source:
-    spec = get_task(task)
+    spec = get_task(task.name)
 
     def find(split: str) -> Path | None:
         if data_dir is None or split not in spec.files:
             return None
-        official = glue_file(task, data_dir, split)
+        official = glue_file(spec.name, data_dir, split)
         if official.is_file():
             return official
         # a Hugging Face ``datasets`` export beside it: train.jsonl, validation.jsonl, test.jsonl
@@ -423,10 +408,10 @@ def _glue_source(task: str, data_dir: Path | None, *, train_file: str | None = N
     evals = _eval_paths({split: find(split) for split in dev_splits}, eval_files, dev_file)
     labels = list(spec.labels) if spec.labels is not None else None
     return _Source(
-        SequenceKind(labels, spec.name),
+        _featurizer(task, labels),
         "regression" if spec.is_regression else "single_label_classification",
         train, evals,
-        read=lambda path, split: read_glue(task, path, split, skip_bad_rows=skip_bad_rows).examples,
+        read=lambda path, split: read_glue(spec.name, path, split, skip_bad_rows=skip_bad_rows).examples,
         find=find,
     )
 
@@ -434,15 +419,16 @@ def _glue_source(task: str, data_dir: Path | None, *, train_file: str | None = N
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 
 
-def _table_source(data_dir: Path | None, *, train_file: str | None = None, eval_files: dict[str, str] | None = None,
-                  dev_file: str | None = None, text_column: str = "text", text_pair_column: str | None = None,
-                  label_column: str = "label", id_column: str | None = None, labels: Sequence[str] | None = None,
-                  regression: bool = False, file_format: str | None = None, skip_bad_rows: bool = False) -> _Source:
+def _table_source(task: Task, data_dir: Path | None, *, train_file: str | None = None,
+                  eval_files: dict[str, str] | None = None, dev_file: str | None = None, text_column: str = "text",
+                  text_pair_column: str | None = None, label_column: str = "label", id_column: str | None = None,
+                  labels: Sequence[str] | None = None, regression: bool = False, file_format: str | None = None,
+                  skip_bad_rows: bool = False) -> _Source:
     def find(split: str) -> Path | None:
         stems = {"dev": ("dev", "validation", "valid")}.get(split, (split,))
         return _first_existing(data_dir, [stem + suffix for stem in stems for suffix in TABLE_SUFFIXES])
 
-    kind = SequenceKind(None if regression else (list(labels) if labels is not None else None), None)
+    kind = _featurizer(task, None if regression else (list(labels) if labels is not None else None))
     options = dict(text_column=text_column, text_pair_column=text_pair_column, id_column=id_column,
                    regression=regression, file_format=file_format, skip_bad_rows=skip_bad_rows)
 
@@ -459,15 +445,16 @@ def _table_source(data_dir: Path | None, *, train_file: str | None = None, eval_
     return _Source(kind, "regression" if regression else "single_label_classification", train, evals, read, find)
 
 
-def _conll_source(data_dir: Path | None, *, train_file: str | None = None, eval_files: dict[str, str] | None = None,
-                  dev_file: str | None = None, labels: Sequence[str] | None = None, scheme: str = "auto",
+def _conll_source(task: Task, data_dir: Path | None, *, train_file: str | None = None,
+                  eval_files: dict[str, str] | None = None, dev_file: str | None = None,
+                  labels: Sequence[str] | None = None, scheme: str = "auto",
                   label_all_subtokens: bool = False, skip_bad_rows: bool = False) -> _Source:
     names = {"train": ("train.txt",), "dev": ("valid.txt", "dev.txt", "testa.txt"), "test": ("test.txt", "testb.txt")}
 
     def find(split: str) -> Path | None:
         return _first_existing(data_dir, names.get(split, (f"{split}.txt",)))
 
-    kind = TokenKind(list(labels) if labels is not None else [], label_all_subtokens)
+    kind = _featurizer(task, list(labels) if labels is not None else [], label_all_subtokens=label_all_subtokens)
 
     def read(path: Path, split: str) -> Sequence:
         result = read_conll(path, scheme=scheme, skip_bad_rows=skip_bad_rows)
@@ -484,7 +471,7 @@ def _conll_source(data_dir: Path | None, *, train_file: str | None = None, eval_
     return _Source(kind, None, train, evals, read, find)
 
 
-def _squad_source(data_dir: Path | None, version_2: bool, *, train_file: str | None = None,
+def _squad_source(task: Task, data_dir: Path | None, *, version_2: bool, train_file: str | None = None,
                   eval_files: dict[str, str] | None = None, dev_file: str | None = None,
                   doc_stride: int | None = None, max_query_length: int = 64, n_best_size: int = 20,
                   max_answer_length: int = 30, skip_bad_rows: bool = False) -> _Source:
@@ -493,15 +480,17 @@ def _squad_source(data_dir: Path | None, version_2: bool, *, train_file: str | N
     def find(split: str) -> Path | None:
         return _first_existing(data_dir, [f"{split}-{version}.json", f"{split}.json"])
 
-    kind = QAKind(version_2, doc_stride, max_query_length, n_best_size, max_answer_length)
+    kind = _featurizer(task, None, version_2=version_2, doc_stride=doc_stride, max_query_length=max_query_length,
+                       n_best_size=n_best_size, max_answer_length=max_answer_length)
     train = Path(train_file) if train_file else find("train")
     evals = _eval_paths({"dev": find("dev")}, eval_files, dev_file)
     read = lambda path, split: read_squad(path, skip_bad_rows=skip_bad_rows).examples  # noqa: E731
     return _Source(kind, None, train, evals, read, find)
 
 
-def _swag_source(data_dir: Path | None, *, train_file: str | None = None, eval_files: dict[str, str] | None = None,
-                 dev_file: str | None = None, skip_bad_rows: bool = False) -> _Source:
+def _swag_source(task: Task, data_dir: Path | None, *, train_file: str | None = None,
+                 eval_files: dict[str, str] | None = None, dev_file: str | None = None,
+                 skip_bad_rows: bool = False) -> _Source:
     def find(split: str) -> Path | None:
         stems = {"dev": ("val", "dev", "validation")}.get(split, (split,))
         return _first_existing(data_dir, [stem + suffix for stem in stems for suffix in (".csv", ".jsonl")])
@@ -509,22 +498,25 @@ def _swag_source(data_dir: Path | None, *, train_file: str | None = None, eval_f
     train = Path(train_file) if train_file else find("train")
     evals = _eval_paths({"dev": find("dev")}, eval_files, dev_file)
     read = lambda path, split: read_swag(path, skip_bad_rows=skip_bad_rows).examples  # noqa: E731
-    return _Source(ChoiceKind(), None, train, evals, read, find)
+    return _Source(_featurizer(task, None), None, train, evals, read, find)
 
 
-def _source(task: str, data_dir: Path | None, options: dict[str, Any]) -> _Source:
+# the table's reader names -> their sources
+READERS: dict[str, Callable[..., _Source]] = {
+    "glue": _glue_source,
+    "table": _table_source,
+    "conll": _conll_source,
+    "squad": partial(_squad_source, version_2=False),
+    "squad_v2": partial(_squad_source, version_2=True),
+    "swag": _swag_source,
+}
+
+
+def _source(task: Task, data_dir: Path | None, options: dict[str, Any]) -> _Source:
     try:
-        if task in GLUE_TASKS:
-            return _glue_source(task, data_dir, **options)
-        if task == "table":
-            return _table_source(data_dir, **options)
-        if task == "conll":
-            return _conll_source(data_dir, **options)
-        if task in ("squad", "squad_v2"):
-            return _squad_source(data_dir, task == "squad_v2", **options)
-        return _swag_source(data_dir, **options)
+        return READERS[task.reader](task, data_dir, **options)
     except TypeError as error:  # an option this task does not take: say which task and what it does take
-        raise TypeError(f"task {task!r}: {error}") from None
+        raise TypeError(f"task {task.name!r}: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------------- load_task
@@ -535,7 +527,7 @@ def load_task(task: str, data_dir: str | Path | None, tokenizer: Tokenizer, max_
     """Read, tokenize and package a task.
 
     Args:
-        task: a key of :data:`TASK_KINDS` (GLUE names accept ``SST-2``-style spellings; ``ner`` = ``conll``).
+        task: a key of :data:`squeezebert.tasks.TASKS` or one of its aliases (``SST-2``, ``ner`` = ``conll``).
         data_dir: where the files are, in the official layout: the GLUE root or a task folder
             (``SST-2/train.tsv``, ``MNLI/dev_matched.tsv`` + ``dev_mismatched.tsv``; a Hugging Face
             ``validation.jsonl`` export is read where the TSV is absent); ``train``/``dev`` ``.csv``/``.tsv``/
@@ -556,49 +548,66 @@ def load_task(task: str, data_dir: str | Path | None, tokenizer: Tokenizer, max_
     A missing training file leaves ``train`` empty (fine for evaluation; fine-tuning refuses it, naming the path);
     with no training data and no eval split found, FileNotFoundError names the files looked for.
     """
-    name = canonical_task(task)
+    entry = TASKS[canonical_task(task)]
     directory = Path(data_dir) if data_dir is not None else None
     if directory is not None and not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such data directory")
-    source = _source(name, directory, dict(table_options))
-    kind = source.task_kind
+    source = _source(entry, directory, dict(table_options))
+    files: dict[str, str] = {}  # split -> the file read, filled in as they are read
+    train_examples = _read_train(entry.name, source, limit_train, files)
+    eval_examples = _read_evals(entry.name, source, limit_eval, files)
+    if not train_examples and not eval_examples:
+        looked = ", ".join(str(path) for path in (source.train_path, source.find("dev")) if path is not None)
+        raise FileNotFoundError(f"{entry.name}: found neither training nor evaluation data (looked for: "
+                                f"{looked or '-'}); pass data_dir, or train_file / dev_file")
+    return _task_data(entry, source, tokenizer, max_length, train_examples, eval_examples, files)
 
-    train_examples: Sequence = []
-    files: dict[str, str] = {}
-    if limit_train != 0 and source.train_path is not None and source.train_path.is_file():
-        train_examples = source.read(source.train_path, "train")
-        files["train"] = str(source.train_path)
-        if limit_train is not None and limit_train < len(train_examples):
-            keep = sorted(random.Random(0).sample(range(len(train_examples)), limit_train))
-            train_examples = [train_examples[i] for i in keep]
-    elif limit_train != 0:
+
+def _read_train(name: str, source: _Source, limit: int | None, files: dict[str, str]) -> Sequence:
+    """The training examples (``limit``: a seeded random sample of them, in file order; 0: none read)."""
+    if limit == 0:
+        return []
+    if source.train_path is None or not source.train_path.is_file():
         log.info("%s: no training file (looked for %s)", name, source.train_path)
+        return []
+    examples = source.read(source.train_path, "train")
+    files["train"] = str(source.train_path)
+    if limit is not None and limit < len(examples):
+        keep = sorted(random.Random(0).sample(range(len(examples)), limit))
+        examples = [examples[i] for i in keep]
+    return examples
 
-    eval_examples: dict[str, Sequence] = {}
+
+def _read_evals(name: str, source: _Source, limit: int | None, files: dict[str, str]) -> dict[str, Sequence]:
+    """Each eval split's examples (``limit``: the first this-many); a missing eval file is an error."""
+    evals: dict[str, Sequence] = {}
     for split, path in source.eval_paths.items():
         if not path.is_file():
             raise FileNotFoundError(f"{name}: no {split} file {path}")
         examples = source.read(path, split)
-        eval_examples[split] = list(examples[:limit_eval] if limit_eval is not None else examples)
+        evals[split] = list(examples[:limit] if limit is not None else examples)
         files[split] = str(path)
-    if not train_examples and not eval_examples:
-        looked = ", ".join(str(path) for path in (source.train_path, source.find("dev")) if path is not None)
-        raise FileNotFoundError(f"{name}: found neither training nor evaluation data (looked for: {looked or '-'}); "
-                                "pass data_dir, or train_file / dev_file")
+    return evals
 
+
+def _task_data(entry: Task, source: _Source, tokenizer: Tokenizer, max_length: int, train_examples: Sequence,
+               eval_examples: dict[str, Sequence], files: dict[str, str]) -> TaskData:
+    """Tokenize the examples read and package them with what training and scoring need."""
+    kind = source.task_kind
     train = kind.featurize(tokenizer, train_examples, max_length, True, "train") if train_examples else []
     evals = {split: kind.featurize(tokenizer, examples, max_length, True, split)
              for split, examples in eval_examples.items()}
-
     labels = kind.labels
-    id2label = dict(enumerate(labels)) if labels is not None else None
-    num_labels = len(labels) if labels is not None else (1 if kind.kind == "sequence" else 2)
+    if entry.featurizer == "multiple_choice":
+        num_labels = 1  # one score per (context, choice)
+    else:
+        num_labels = len(labels) if labels is not None else (1 if entry.featurizer == "sequence" else 2)
     return TaskData(
-        name=name,
-        kind=kind.kind,
-        head=KIND_HEADS[kind.kind],
-        num_labels=num_labels if kind.kind != "multiple_choice" else 1,
-        id2label=id2label,
+        name=entry.name,
+        kind=entry.featurizer,
+        head=entry.head,
+        num_labels=num_labels,
+        id2label=dict(enumerate(labels)) if labels is not None else None,
         problem_type=source.problem_type,
         train=train,
         evals=evals,

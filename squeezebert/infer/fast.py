@@ -11,6 +11,10 @@
   channel weight scales and per-token, per-group dynamic activation scales; without VNNI, fbgemm's AVX2 kernels.
   The attention products run in bf16 where it is native, fp32 elsewhere.
 
+Every precision but fp32 also swaps each attention for :class:`InferenceAttention` (Q, K and V stacked into one
+projection when they are grouped alike; the products in bf16 where stated above). All swaps are modules replacing
+modules, gpt-fast style: the model's own classes carry nothing for inference.
+
 Compilation is opt-in: ``compile=False`` (the default) runs the swapped modules eagerly, with no warm-up. With
 ``compile=True`` the forward pass is compiled by ``torch.compile`` (inductor, with freezing so weights are
 constant-folded and pre-packed, and elementwise work such as bias + GELU, residual + LayerNorm and the int8
@@ -31,9 +35,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..model import GroupedProjection, ModelOutput, SelfAttention, SqueezeBertModel, SqueezeBertPreTrainedModel
+from ..model import EncoderInputs, GroupedProjection, ModelOutput, SelfAttention, SqueezeBertPreTrainedModel
+from ..precision import WEIGHT_FORMATS
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = WEIGHT_FORMATS  # the weight formats a model converts to (a training precision is an autocast dtype)
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -189,6 +194,41 @@ class FusedQKV(nn.Module):
         return tuple(y[:, i].reshape(c, t) for i in range(3))
 
 
+class SeparateQKV(nn.Module):
+    """Q, K and V as three projections (when their groupings differ, so they cannot be stacked)."""
+
+    def __init__(self, query: nn.Module, key: nn.Module, value: nn.Module):
+        super().__init__()
+        self.query, self.key, self.value = query, key, value
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.query(x), self.key(x), self.value(x)
+
+
+class InferenceAttention(SelfAttention):
+    """A swap-in for :class:`SelfAttention`: Q, K and V stacked into one projection when grouped alike (one pass
+    over the activations and one GEMM call per group, not three), and the two attention products in
+    ``matmul_dtype`` (None: the activations' dtype). The attention itself (``attend``) is the model's."""
+
+    def __init__(self, attention: SelfAttention, matmul_dtype: torch.dtype | None = None):
+        nn.Module.__init__(self)  # not SelfAttention's: the weights come from `attention`, not fresh from a config
+        self.num_heads, self.head_size, self.dropout = attention.num_heads, attention.head_size, attention.dropout
+        self.matmul_dtype = matmul_dtype
+        q, k, v = attention.query, attention.key, attention.value
+        if q.groups == k.groups == v.groups:
+            self.qkv = FusedQKV(stack_projections([q, k, v]), q.groups, q.out_channels)
+        else:
+            self.qkv = SeparateQKV(q, k, v)
+
+    def forward(self, x: Tensor, mask: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
+        return self.attend(*self.qkv(x), mask, batch, x.dtype)
+
+    def matmul(self, a: Tensor, b: Tensor) -> Tensor:  # attend casts the result back (softmax stays fp32)
+        if self.matmul_dtype is None:
+            return torch.bmm(a, b)
+        return torch.bmm(a.to(self.matmul_dtype), b.to(self.matmul_dtype))
+
+
 def convert(model: SqueezeBertPreTrainedModel, precision: str) -> SqueezeBertPreTrainedModel:
     """A copy of ``model`` for inference in ``precision`` (eval mode, no grads); the original is untouched."""
     if precision not in PRECISIONS:
@@ -197,34 +237,33 @@ def convert(model: SqueezeBertPreTrainedModel, precision: str) -> SqueezeBertPre
     if swap is None:
         return model.eval().requires_grad_(False)  # fp32 shares the model itself
     model = copy.deepcopy(model).eval().requires_grad_(False)
-    fuse_qkv(model, matmul_dtype=torch.bfloat16 if precision == "bf16" or has_native_bf16() else None)
+    swap_attention(model, matmul_dtype=torch.bfloat16 if precision == "bf16" or has_native_bf16() else None)
     return swap_projections(model, swap)
 
 
-def fuse_qkv(model: nn.Module, matmul_dtype: torch.dtype | None = None) -> nn.Module:
-    """In place: every attention's Q, K, V (when grouped alike) become one stacked projection; the two attention
-    products run in ``matmul_dtype`` (None: the activations' dtype)."""
-    for attention in [m for m in model.modules() if isinstance(m, SelfAttention)]:
-        attention.matmul_dtype = matmul_dtype
-        if attention.query.groups == attention.key.groups == attention.value.groups:
-            stacked = stack_projections([attention.query, attention.key, attention.value])
-            attention.qkv = FusedQKV(stacked, attention.query.groups, attention.query.out_channels)
-            del attention.query, attention.key, attention.value  # no second copy of the weights
-    return model
+def swap_attention(model: nn.Module, matmul_dtype: torch.dtype | None = None) -> nn.Module:
+    """In place: every SelfAttention replaced by an :class:`InferenceAttention` holding the same weights (stacked
+    Q/K/V where they are grouped alike; no second copy is kept)."""
+    return _swap(model, SelfAttention, lambda attention: InferenceAttention(attention, matmul_dtype))
 
 
 def swap_projections(model: nn.Module, swap: Callable[[GroupedProjection], nn.Module]) -> nn.Module:
     """In place: every GroupedProjection replaced by ``swap(projection)``."""
+    return _swap(model, GroupedProjection, swap)
+
+
+def _swap(model: nn.Module, kind: type[nn.Module], replace: Callable[[Any], nn.Module]) -> nn.Module:
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, GroupedProjection):
-                setattr(module, name, swap(child))
+            if isinstance(child, kind):
+                setattr(module, name, replace(child))
     return model
 
 
 class InferenceModel:
     """Callable like the model (``input_ids, attention_mask, token_type_ids``) -> ModelOutput, without labels,
-    hidden states or attentions; inputs are checked eagerly, outside the compiled graph."""
+    hidden states or attentions; inputs go through the model's own ``prepare_inputs`` (checked eagerly, outside the
+    compiled graph)."""
 
     def __init__(self, model: SqueezeBertPreTrainedModel, precision: str = "fp32", compile: bool = False,
                  dynamic: bool | None = None, allow_emulated_bf16: bool = False):
@@ -234,7 +273,6 @@ class InferenceModel:
         self.precision = precision
         self.model = convert(model, precision)
         self.config = model.config
-        self.base: SqueezeBertModel = self.model if isinstance(self.model, SqueezeBertModel) else self.model.transformer
         self.compiled = compile
         # freezing: parameters become constants, so inductor pre-packs weights for oneDNN and folds casts.
         # The converted model is private to this object and never mutated, so guards on its modules can be skipped
@@ -245,27 +283,13 @@ class InferenceModel:
         self._run = (torch.compile(self._forward, dynamic=dynamic, options=options, isolate_recompiles=True)
                      if compile else self._forward)
 
-    def _forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor, mask: Tensor | None,
-                 num_choices: int) -> ModelOutput:
-        encoded = self.base.encode(input_ids, token_type_ids, position_ids, mask)
-        if self.model is self.base:
-            return encoded
-        return self.model.head(encoded, None, num_choices=num_choices)
+    def _forward(self, inputs: EncoderInputs) -> ModelOutput:
+        return self.model.forward_prepared(inputs)
 
     @torch.inference_mode()
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                  token_type_ids: Tensor | None = None) -> ModelOutput:
-        num_choices = 1
-        if input_ids.dim() == 3:  # multiple choice: (B, K, S) -> (B*K, S)
-            num_choices = input_ids.shape[1]
-            input_ids, attention_mask, token_type_ids = (
-                None if t is None else t.reshape(-1, t.shape[-1]) for t in (input_ids, attention_mask, token_type_ids))
-        self.base._check_inputs(input_ids, attention_mask, token_type_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        position_ids = torch.arange(input_ids.shape[1]).unsqueeze(0)
-        mask = self.base._additive_mask(attention_mask, torch.float32)
-        return self._run(input_ids, token_type_ids, position_ids, mask, num_choices)
+        return self._run(self.model.prepare_inputs(input_ids, attention_mask, token_type_ids))
 
     def __repr__(self) -> str:
         return f"InferenceModel({type(self.model).__name__}, precision={self.precision}, compiled={self.compiled})"

@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model import (EncoderLayer, GroupedProjection, ModelOutput, SqueezeBertModel, SqueezeBertPreTrainedModel,
-                     TaskModel)
+from ..model import EncoderLayer, GroupedProjection, ModelOutput, SqueezeBertPreTrainedModel, TaskModel, encoder_of
 
 Blocks = list[Tensor]  # column blocks of one (B, S, C) activation, in channel order
 
@@ -188,7 +187,7 @@ class TokensFirstModel(nn.Module):
     def __init__(self, model: SqueezeBertPreTrainedModel, output_fields: tuple[str, ...]):
         super().__init__()
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.base: SqueezeBertModel = self.model if isinstance(self.model, SqueezeBertModel) else self.model.transformer
+        self.base = encoder_of(self.model)
         heads = self.base.config.num_attention_heads
         self.layers = nn.ModuleList(BlockLayer(layer, heads) for layer in self.base.encoder.layers)
         del self.base.encoder  # no second copy of the weights in the exported graph

@@ -7,20 +7,18 @@ Overrides use dotted paths: ``output_dir=out/x``, ``phases.0.steps=100``, ``phas
 
 from __future__ import annotations
 
-import json
-import tomllib
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.pretraining import DOCUMENT_MODES
-from ..fileio import read_text
+from ..precision import TRAINING_PRECISIONS
+from ..typed_config import RecipeConfigError, build, coerce, parse_text, read_table, split_override
 
-
-class PretrainConfigError(ValueError):
-    """A pretraining config that cannot be used; the message names the file and the key."""
+# A pretraining config that cannot be used (the message names the file and the key): the error every recipe config
+# raises, under the name pretraining's callers catch.
+PretrainConfigError = RecipeConfigError
 
 
 @dataclass
@@ -63,7 +61,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     schedule: str = "linear"
     max_grad_norm: float | None = 1.0
-    precision: str = "fp32"                            # fp32 | bf16 | fp16 (CUDA)
+    precision: str = "fp32"                            # training autocast: one of TRAINING_PRECISIONS
     device: str = "auto"                               # auto: cuda:LOCAL_RANK when CUDA is there, else cpu
     # data
     mask_prob: float = 0.15
@@ -97,6 +95,8 @@ class PretrainConfig:
             problems += phase.check(f"{where}: phases[{i}]")
         if self.documents not in DOCUMENT_MODES:
             problems.append(f"{where}: documents must be one of {DOCUMENT_MODES}, got {self.documents!r}")
+        if self.precision not in TRAINING_PRECISIONS:
+            problems.append(f"{where}: precision must be one of {TRAINING_PRECISIONS}, got {self.precision!r}")
         if not 0 < self.mask_prob < 1:
             problems.append(f"{where}: mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.streams < 1 or self.save_every < 1 or self.eval_examples < 1:
@@ -110,113 +110,18 @@ class PretrainConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
     """Read a .toml or .json config (or start from the defaults), apply ``key=value`` overrides, check it."""
-    data: dict[str, Any] = {}
-    where = "config"
-    if path is not None:
-        path = Path(path)
-        where = str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        try:
-            if path.suffix == ".toml":
-                data = tomllib.loads(read_text(path))
-            elif path.suffix == ".json":
-                data = json.loads(read_text(path))
-            else:
-                raise PretrainConfigError(f"{path}: config must be .toml or .json")
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-            raise PretrainConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
-        except RecursionError:
-            raise PretrainConfigError(f"{path}: nested too deeply to read") from None
-        if not isinstance(data, dict):
-            raise PretrainConfigError(f"{path}: the top level must be a table/object")
-    config = _build(PretrainConfig, data, where)
+    where = str(path) if path is not None else "config"
+    config = build(PretrainConfig, read_table(path) if path is not None else {}, where)
     for item in overrides:
         apply_override(config, item)
     config.check(where)
     return config
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise PretrainConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    values = {name: _coerce(value, hints[name], f"{where}: {name}") for name, value in data.items()}
-    return cls(**values)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check a value read from a file (or parsed from an override) against a field's type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if hint is PhaseConfig:
-        if not isinstance(value, dict):
-            raise PretrainConfigError(f"{where} must be a table, got {value!r}")
-        return _build(PhaseConfig, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise PretrainConfigError(f"{where} must be a list, got {value!r}")
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise PretrainConfigError(f"{where} must be a table, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise PretrainConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PretrainConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PretrainConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise PretrainConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
-
-
-def _parse_text(text: str, hint: Any) -> Any:
-    """An override's text -> a value of the field's type (JSON where it parses, else the plain string)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and text.lower() in ("none", "null"):
-        return None
-    if origin in (typing.Union, types.UnionType):
-        hint = [a for a in args if a is not type(None)][0]
-        origin = typing.get_origin(hint)
-    if hint is str:
-        return text
-    if hint is bool:
-        lowered = text.lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        return text  # rejected with a clear message by _coerce
-    if origin is list and not text.startswith("["):
-        return [t for t in text.split(",") if t]
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):  # not JSON (or absurdly nested): the string, checked by _coerce
-        return text
-
-
 def apply_override(config: PretrainConfig, item: str) -> None:
     """``a.b.c=value`` onto the config, type-checked; ``phases.*.x`` sets every phase."""
-    if "=" not in item:
-        raise PretrainConfigError(f"override {item!r}: expected key=value")
-    key, text = item.split("=", 1)
-    parts = key.strip().split(".")
+    key, text = split_override(item)
+    parts = key.split(".")
     where = f"override {key}"
     if parts[0] == "phases" and len(parts) == 3:
         index, name = parts[1], parts[2]
@@ -230,10 +135,10 @@ def apply_override(config: PretrainConfig, item: str) -> None:
         if name not in hints:
             raise PretrainConfigError(f"{where}: unknown phase key {name!r}; known: {', '.join(sorted(hints))}")
         for phase in targets:
-            setattr(phase, name, _coerce(_parse_text(text, hints[name]), hints[name], where))
+            setattr(phase, name, coerce(parse_text(text, hints[name]), hints[name], where))
         return
     if parts[0] == "model" and len(parts) == 2:
-        config.model[parts[1]] = _parse_text(text, Any)  # the model config names any bad key or value
+        config.model[parts[1]] = parse_text(text, Any)  # the model config names any bad key or value
         return
     hints = typing.get_type_hints(PretrainConfig)
     if len(parts) != 1 or parts[0] not in hints:
@@ -241,7 +146,7 @@ def apply_override(config: PretrainConfig, item: str) -> None:
         raise PretrainConfigError(f"{where}: unknown key; known: {', '.join(known)}")
     if parts[0] == "phases":
         raise PretrainConfigError(f"{where}: set phase fields one by one (phases.0.steps=...)")
-    setattr(config, parts[0], _coerce(_parse_text(text, hints[parts[0]]), hints[parts[0]], where))
+    setattr(config, parts[0], coerce(parse_text(text, hints[parts[0]]), hints[parts[0]], where))
 
 
 __all__ = ["PhaseConfig", "PretrainConfig", "PretrainConfigError", "apply_override", "load_config"]

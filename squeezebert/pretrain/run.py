@@ -28,7 +28,7 @@ from ..checkpoint import load_model, save_model
 from ..config import preset
 from ..data.pretraining import IGNORE_INDEX, PretrainingBatches, expand_corpus, fixed_batches
 from ..fileio import atomic_dir, atomic_path, remove_stale_temporaries, write_json
-from ..model import SqueezeBertForPreTraining
+from ..model import ModelOutput, SqueezeBertForPreTraining
 from ..tokenizer import Tokenizer
 from ..train.loop import Trainer, TrainingArgs, seed_everything
 from .config import PretrainConfig, PretrainConfigError
@@ -55,9 +55,11 @@ class PretrainingObjective(nn.Module):
         selected = labels != IGNORE_INDEX                                       # (B, S)
         targets = labels[selected]                                              # (M,)
         hidden = encoded.last_hidden_state[selected]                            # (B, S, H) -> (M, H)
-        logits = self.model.cls.predictions(hidden, self.model.transformer.embeddings.word_embeddings.weight)
+        # the model's own head, on the masked positions' states only; the losses are reduced here (see above)
+        out = self.model.head(ModelOutput(last_hidden_state=hidden, pooler_output=encoded.pooler_output), None)
+        logits = out.logits                                                     # (M, V)
         mlm_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-        sop_logits = self.model.cls.seq_relationship(encoded.pooler_output).float()  # (B, 2)
+        sop_logits = out.sop_logits.float()                                     # (B, 2)
         sop_loss = F.cross_entropy(sop_logits, sop_labels)
         mlm_correct = (logits.argmax(-1) == targets).sum()
         sop_correct = (sop_logits.argmax(-1) == sop_labels).sum()

@@ -7,17 +7,18 @@ JSON, UTF-8, arrival time; ``middleware.BodyCheck``) -> the in-flight limit (``m
 503/504 for overload, shutdown or timeout) with ``{"detail": "..."}`` naming what is wrong; a 500 means a bug in
 the server (or a model that produced NaN), never bad input, and is JSON too.
 
-Endpoints follow the model's head: ``/v1/classify`` (sequence classification), ``/v1/entities`` (token
-classification), ``/v1/answer`` (question answering), plus ``/v1/embeddings`` from the encoder of any model; and
-Text Embeddings Inference's and OpenAI's routes over the same service (``compat.py``).
+Endpoints follow the model's head, as the task table says (``squeezebert.tasks.HEAD_TASKS``): ``/v1/classify``
+(sequence classification), ``/v1/entities`` (token classification), ``/v1/answer`` (question answering), plus
+``/v1/embeddings`` from the encoder of any model; and Text Embeddings Inference's and OpenAI's routes over the same
+service (``compat.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,7 +33,7 @@ from . import compat, schemas
 from .config import ServeConfig
 from .middleware import ApiKey, BodyCheck, ErrorShape, InFlightLimit, RequestMetrics
 from .playground import PLAYGROUND_HTML
-from .service import ENDPOINTS, RETRY_AFTER, Service, backend_of, check_outputs_finite, load_pipelines, respond
+from .service import RETRY_AFTER, ROUTES, Service, backend_of, check_outputs_finite, load_pipelines, respond
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,24 @@ def create_app(config: ServeConfig, pipelines: dict[str, Pipeline] | None = None
     pipelines = pipelines if pipelines is not None else load_pipelines(config)
     check_outputs_finite(pipelines, config.model)
     service = Service(config, pipelines)
+    app = FastAPI(title="squeezebert", version="0.1.0", lifespan=lifespan(service),
+                  description=f"SqueezeBERT inference server: {service.model_id} ({service.task})")
+    app.state.service = service
+    add_task_routes(app, service)
+    compat_paths = compat.add_routes(app, service)
+    add_probes(app, service)
+    add_error_handlers(app, service, compat_paths)
+    endpoints = list(service.endpoints.values()) + compat_paths + list(PROBES) + ["/v1/info"]
+    add_middlewares(app, service, endpoints)
+    return app
+
+
+def lifespan(service: Service) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the batcher (and warm the model up through it) before the first request; drain it at shutdown."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def span(app: FastAPI) -> AsyncIterator[None]:
+        config = service.config
         if backend_of(config) == "torch":  # an onnxruntime session got its threads when it was made
             from ..infer.fast import set_threads
 
@@ -64,18 +80,22 @@ def create_app(config: ServeConfig, pipelines: dict[str, Pipeline] | None = None
         finally:
             await service.stop()
 
-    app = FastAPI(title="squeezebert", version="0.1.0", lifespan=lifespan,
-                  description=f"SqueezeBERT inference server: {service.model_id} ({service.task})")
-    app.state.service = service
-    error_responses = {c: {"model": schemas.Error} for c in (400, 401, 408, 413, 415, 422, 429, 503, 504)}
+    return span
 
-    for task in service.pipelines:
-        path, request_model, response_model = ENDPOINTS[task]
-        body_type = compat.EMBEDDINGS_BODY if task == "feature-extraction" else request_model
+
+def add_task_routes(app: FastAPI, service: Service) -> None:
+    """A POST route per served pipeline task, at the task table's endpoint."""
+    error_responses = {c: {"model": schemas.Error} for c in (400, 401, 408, 413, 415, 422, 429, 503, 504)}
+    for task, path in service.endpoints.items():
+        route = ROUTES[task]
+        body_type = compat.EMBEDDINGS_BODY if task == "feature-extraction" else route.request
         app.add_api_route(path, make_route(service, task, body_type), methods=["POST"], name=task,
                           summary=task, response_class=JSONResponse,
-                          responses={200: {"model": response_model}, **error_responses})
-    compat_paths = compat.add_routes(app, service)
+                          responses={200: {"model": route.response}, **error_responses})
+
+
+def add_probes(app: FastAPI, service: Service) -> None:
+    """The GET routes: liveness, readiness, metrics, the server's description and the playground page."""
 
     @app.get("/healthz", summary="the process is up")
     async def healthz() -> dict[str, str]:
@@ -101,6 +121,11 @@ def create_app(config: ServeConfig, pipelines: dict[str, Pipeline] | None = None
     async def playground() -> HTMLResponse:
         return HTMLResponse(PLAYGROUND_HTML)
 
+
+def add_error_handlers(app: FastAPI, service: Service, compat_paths: Sequence[str]) -> None:
+    """Every error as ``{"detail": ...}``: validation (400 malformed JSON, else 422), 404 listing the routes there
+    are, 405, and 500 for a bug."""
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe_validation(exc.errors())},
@@ -110,7 +135,7 @@ def create_app(config: ServeConfig, pipelines: dict[str, Pipeline] | None = None
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail
         if exc.status_code == 404:
-            routes = ", ".join(ENDPOINTS[t][0] for t in service.pipelines)
+            routes = ", ".join(service.endpoints.values())
             detail = (f"no such endpoint {request.url.path}; this model ({service.task}) serves {routes}, "
                       f"TEI's {', '.join(p for p in compat_paths if p != '/')} and GET /v1/info, /healthz, /readyz, "
                       "/metrics, /docs")
@@ -122,10 +147,6 @@ def create_app(config: ServeConfig, pipelines: dict[str, Pipeline] | None = None
     async def crashed(request: Request, exc: Exception) -> JSONResponse:  # a bug: JSON all the same, and logged
         return JSONResponse({"detail": f"internal server error ({type(exc).__name__}); see the server's log"},
                             status_code=500)
-
-    endpoints = [ENDPOINTS[t][0] for t in service.pipelines] + compat_paths + list(PROBES) + ["/v1/info"]
-    add_middlewares(app, service, endpoints)
-    return app
 
 
 def add_middlewares(app: FastAPI, service: Service, endpoints: Sequence[str]) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# squeezebert.infer.fast's precisions, named here because importing it imports torch, which a server running an
-# ONNX export (backend "onnxruntime") must do without (tests/test_serve_onnx.py checks the two lists agree)
-PRECISIONS = ("fp32", "bf16", "int8")
+from ..precision import WEIGHT_FORMATS
+
+PRECISIONS = WEIGHT_FORMATS  # the weight formats the model may run in (squeezebert.precision: torch-free)
 BACKENDS = ("torch", "onnxruntime")
 
 

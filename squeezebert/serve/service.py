@@ -21,26 +21,32 @@ import numpy as np
 from fastapi.responses import JSONResponse
 
 from ..pipelines import Feature, Pipeline, default_backend, pipeline, task_for_model
+from ..tasks import endpoint
 from . import schemas
 from .batcher import Batcher, QueueFull, ShuttingDown
 from .config import ServeConfig
 from .metrics import Metrics
 
-# task -> (path, request model, response model); the routes a model gets are those of the tasks it has pipelines for
-ENDPOINTS: dict[str, tuple[str, type[schemas.Request], type[schemas.Response]]] = {
-    "text-classification": ("/v1/classify", schemas.ClassifyRequest, schemas.ClassifyResponse),
-    "token-classification": ("/v1/entities", schemas.TokensRequest, schemas.TokensResponse),
-    "question-answering": ("/v1/answer", schemas.AnswerRequest, schemas.AnswerResponse),
-    "feature-extraction": ("/v1/embeddings", schemas.EmbedRequest, schemas.EmbedResponse),
+
+@dataclass(frozen=True)
+class Route:
+    """How the server exposes one pipeline task; its path is the task table's endpoint (``squeezebert.tasks``)."""
+
+    request: type[schemas.Request]
+    response: type[schemas.Response]
+    warmup: Any  # an input run before /readyz says yes, so no request pays for the first model call
+    # a QA or bare model's config still lists (meaningless) default labels: /v1/info shows labels only where used
+    labelled: bool = False
+
+
+# pipeline task -> its route; a model gets the routes of the tasks it has pipelines for
+ROUTES: dict[str, Route] = {
+    "text-classification": Route(schemas.ClassifyRequest, schemas.ClassifyResponse, "warm up", labelled=True),
+    "token-classification": Route(schemas.TokensRequest, schemas.TokensResponse, "warm up", labelled=True),
+    "question-answering": Route(schemas.AnswerRequest, schemas.AnswerResponse,
+                                {"question": "warm up?", "context": "warm up"}),
+    "feature-extraction": Route(schemas.EmbedRequest, schemas.EmbedResponse, "warm up"),
 }
-# a warm-up input per task: the first model call happens before /readyz says yes
-WARMUP: dict[str, Any] = {
-    "text-classification": "warm up",
-    "token-classification": "warm up",
-    "question-answering": {"question": "warm up?", "context": "warm up"},
-    "feature-extraction": "warm up",
-}
-LABELLED = ("text-classification", "token-classification")
 RETRY_AFTER = {"Retry-After": "1"}
 # below this many characters tokenizing takes well under a millisecond: a thread hop would cost more than it saves
 INLINE_TOKENIZE_CHARS = 4096
@@ -94,7 +100,7 @@ def check_outputs_finite(pipelines: dict[str, Pipeline], model: str) -> None:
     """Run each pipeline once on its warm-up input; a model that gives NaN or infinity is refused before the server
     starts (its answers could not even be written as JSON)."""
     for task, pipe in pipelines.items():
-        if not finite(pipe.forward(pipe.prepare([pipe.parse(WARMUP[task], 0)]))):
+        if not finite(pipe.forward(pipe.prepare([pipe.parse(ROUTES[task].warmup, 0)]))):
             raise ValueError(f"{model}: the model gives NaN or infinite outputs ({task}, on a warm-up input); "
                              "refusing to serve it (check its weights and config)")
 
@@ -110,9 +116,9 @@ def finite(value: Any) -> bool:
 
 class Service:
     def __init__(self, config: ServeConfig, pipelines: dict[str, Pipeline]):
-        unknown = set(pipelines) - set(ENDPOINTS)
+        unknown = set(pipelines) - set(ROUTES)
         if unknown or not pipelines:
-            raise ValueError(f"pipelines must be for tasks among {', '.join(ENDPOINTS)}, got {sorted(pipelines)}")
+            raise ValueError(f"pipelines must be for tasks among {', '.join(ROUTES)}, got {sorted(pipelines)}")
         self.config, self.pipelines = config, pipelines
         self.metrics = Metrics()
         self.batcher = Batcher(config.max_batch_tokens, config.max_batch_size, config.max_wait_ms / 1000,
@@ -123,6 +129,11 @@ class Service:
     @property
     def task(self) -> str:
         return next(iter(self.pipelines))  # the head's task comes first
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Pipeline task -> its path, for the tasks served (the head's first)."""
+        return {task: endpoint(task) for task in self.pipelines}
 
     @property
     def model_id(self) -> str:
@@ -136,7 +147,7 @@ class Service:
     async def start(self) -> None:
         self.batcher.start()
         for task, pipe in self.pipelines.items():  # one real model call per pipeline before we say we're ready
-            features = pipe.prepare([pipe.parse(WARMUP[task], 0)])
+            features = pipe.prepare([pipe.parse(ROUTES[task].warmup, 0)])
             await asyncio.gather(*self.batcher.submit(pipe, features))
         self.ready = True
 
@@ -206,9 +217,8 @@ class Service:
         head = self.pipelines[self.task]
         c = self.config
         return {"model": self.model_id, "task": self.task,
-                "endpoints": {t: ENDPOINTS[t][0] for t in self.pipelines},
-                # a QA or bare model's config still lists (meaningless) default labels: show labels only where used
-                "labels": head.describe()["labels"] if self.task in LABELLED else [],
+                "endpoints": self.endpoints,
+                "labels": head.describe()["labels"] if ROUTES[self.task].labelled else [],
                 "precision": c.precision, "max_length": head.max_length,
                 "limits": {"max_texts": c.max_texts, "max_chars": c.max_chars, "max_body_bytes": c.max_body_bytes,
                            "max_queue": c.max_queue, "timeout_s": c.timeout_s, "max_batch_size": c.max_batch_size,

@@ -36,9 +36,8 @@ from torch import Tensor, nn
 
 from ..fileio import atomic_dir, atomic_path, remove_stale_temporaries, write_json, write_text
 from .optim import build_optimizer
+from .settings import LoopSettings
 
-SCHEDULES = ("linear", "constant", "cosine")
-PRECISIONS = ("fp32", "bf16", "fp16")
 STATE_NAME = "training_state.pt"
 # TrainingArgs fields that decide what a run computes: a resume must keep them. The others (progress, logging and
 # checkpoint cadence, the device, the output directory) may change between the runs of one job.
@@ -50,51 +49,13 @@ class TrainingError(RuntimeError):
     """The run cannot go on (a non-finite loss, an unusable checkpoint, inconsistent arguments)."""
 
 
-@dataclass
-class TrainingArgs:
-    output_dir: str
-    epochs: float = 3.0
-    max_steps: int | None = None
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    schedule: str = "linear"
-    optimizer: str = "adamw"
-    grad_accum: int = 1
-    max_grad_norm: float | None = 1.0
-    precision: str = "fp32"
-    eval_every: int | None = None
-    save_every: int | None = None
-    metric: str | None = None
-    greater_is_better: bool = True
-    patience: int | None = None
-    keep_checkpoints: int = 1
-    log_every: int = 10
-    seed: int = 42
-    progress: bool = True
-    device: str = "cpu"
+@dataclass(kw_only=True)
+class TrainingArgs(LoopSettings):
+    """The loop's settings (defaults and checks in :class:`LoopSettings`) plus what the recipe decides for a run."""
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.precision == "fp16" and not self.device.startswith("cuda"):
-            problems.append("precision fp16 needs a CUDA device (use bf16 on CPU)")
-        for name in ("grad_accum", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "eval_every", "save_every", "patience"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be >= 1 or unset, got {value}")
-        if self.max_steps is None and not self.epochs > 0:
-            problems.append(f"epochs must be > 0 when max_steps is unset, got {self.epochs}")
-        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0:
-            problems.append("lr must be > 0, warmup and weight_decay >= 0")
-        if problems:
-            raise ValueError("bad training arguments: " + "; ".join(problems))
+    output_dir: str
+    metric: str | None = None  # the evaluation metric that picks the best model; None: keep the last
+    greater_is_better: bool = True
 
 
 class Batches(Protocol):
@@ -400,6 +361,11 @@ class Trainer:
                 self._evaluate()
         if last_dir is None or not Path(last_dir).name.endswith(f"{self.step:06d}"):
             last_dir = self._save()
+        if self.args.metric is None and self.is_main:
+            # Nothing picks a best model without a metric (general distillation, no dev split): the last one is the
+            # model to use, and users look for it where every other run puts it.
+            with atomic_dir(self.out / "best") as tmp:
+                self.save_fn(self.model, str(tmp))
         wall = self._wall_seconds()
         self._finish_logs()
         best_dir = str(self.out / "best") if (self.out / "best").exists() else None
