@@ -5,6 +5,7 @@ One documented flow, as CLI commands, run in order, one heavy job at a time (fin
     .venv/bin/python benchmarks/accuracy.py plan                 # print every command
     .venv/bin/python benchmarks/accuracy.py run [--only a,b]     # run them (skips a run whose results.json exists)
     .venv/bin/python benchmarks/accuracy.py int8                 # each finished student's int8 dev score
+    .venv/bin/python benchmarks/accuracy.py sts-cosine [DIR...]  # STS-B by embedding cosine, no training
     .venv/bin/python benchmarks/accuracy.py collect              # docs/results/*.json and docs/results/accuracy.json
 
 The flow, for a dense BERT (here the pip-installed all-MiniLM-L6-v2) and a task:
@@ -68,7 +69,7 @@ TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/re
     "qnli": ["--lr", "1e-4", "--epochs", "3"],
 }
 GENERAL = ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", f"{DATA}/corpus",
-           "--max-length", "128", "--epochs", "1", "--lr", "3e-4", "--calibrate", "1024"]
+           "--max-length", "128", "--max-steps", "600", "--eval-every", "200", "--lr", "3e-4", "--calibrate", "1024"]
 STUDENT_OPTIONS = ["--student", f"{OUT}/general/best", "--lr", "2e-4", "--calibrate", "0"]
 STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "2", "squad": "2", "qnli": "3"}
 
@@ -156,6 +157,30 @@ def int8_scores(names: list[str]) -> None:
         print(name, result["metrics"], flush=True)
 
 
+def sts_cosine(models: list[str]) -> None:
+    """STS-B dev Spearman of the cosine of mean-pooled embeddings, no training: how all-MiniLM-L6-v2 was trained to
+    be used, against which the fine-tuned regression head on [CLS] is compared."""
+    import csv
+
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from squeezebert.pipelines import pipeline
+
+    with open(f"{DATA}/glue/STS-B/dev.tsv", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    gold = [float(r[9]) for r in rows]
+    scores = {}
+    for model in models:
+        pipe = pipeline("feature-extraction", model=model, pooling="mean", normalize=True)
+        a, b = (np.array(pipe([r[column] for r in rows])).reshape(len(rows), -1) for column in (7, 8))
+        scores[model] = spearmanr((a * b).sum(-1), gold).correlation
+        print(model, round(scores[model], 4), flush=True)
+    (DOCS / "acc-stsb-cosine.json").write_text(json.dumps(
+        {"task": "stsb", "metric": "spearman", "split": "dev", "how": "cosine of mean-pooled, normalised embeddings",
+         "scores": scores, "command": shlex.join(["benchmarks/accuracy.py", *sys.argv[1:]])}, indent=2) + "\n")
+
+
 def collect() -> None:
     """Small per-run JSON files and the summary rows the issue asks for, from the finished runs."""
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -186,16 +211,17 @@ def collect() -> None:
                      "speedup": None, "teacher_cmd": t.get("command"), "student_cmd": s.get("command")})
     speed = DOCS / "acc-speed.json"
     if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
-        best = json.loads(speed.read_text()).get("best_path_speedup")
+        best = json.loads(speed.read_text())["student_best_vs_teacher_best"]
         for row in rows:
-            row["speedup"] = best
+            row["speedup"] = best if row["student"] is not None else None
     (DOCS / "accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(json.dumps(rows, indent=2))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("plan", "prepare", "run", "int8", "collect"))
+    parser.add_argument("step", choices=("plan", "prepare", "run", "int8", "sts-cosine", "collect"))
+    parser.add_argument("models", nargs="*", help="sts-cosine: model directories (default: all-MiniLM-L6-v2)")
     parser.add_argument("--only", help="comma-separated run names (default: all, in order)")
     parser.add_argument("--cli", default=str(Path(sys.executable).with_name("squeezebert")),
                         help="the squeezebert command (default: the one beside this Python)")
@@ -214,6 +240,8 @@ def main() -> int:
         run(names, cli)
     elif args.step == "int8":
         int8_scores(names)
+    elif args.step == "sts-cosine":
+        sts_cosine(args.models or [minilm()])
     else:
         collect()
     return 0
