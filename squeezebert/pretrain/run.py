@@ -187,7 +187,7 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
         write_json(out / "pretrain_config.json", config.to_dict())
     phases: list[dict[str, Any]] = []
     load_from: Path | None = None
-    for i, phase in enumerate(config.phases):
+    for i in range(len(config.phases)):
         phase_dir = out / f"phase{i + 1}"
         done = phase_dir / "done.json"
         if config.resume and done.exists():
@@ -198,58 +198,7 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
         if load_from is not None:
             model = load_model(load_from, model_class=SqueezeBertForPreTraining).train()
             load_from = None
-        if phase.global_batch % (phase.micro_batch * world):
-            raise PretrainConfigError(f"phases[{i}]: global_batch {phase.global_batch} is not a multiple of "
-                                      f"micro_batch x processes ({phase.micro_batch} x {world})")
-        accum = phase.global_batch // (phase.micro_batch * world)
-        data_options = dict(mask_prob=config.mask_prob, max_predictions=phase.max_predictions,
-                            whole_word_mask=config.whole_word_mask, short_seq_prob=config.short_seq_prob,
-                            documents=config.documents, part_bytes=config.part_bytes)
-        batches = PretrainingBatches(files, tokenizer, phase.seq_len, phase.micro_batch, seed=config.seed + i,
-                                     streams=config.streams, rank=rank, world_size=world,
-                                     shuffle_buffer=config.shuffle_buffer, **data_options)
-        evaluate = None
-        if eval_files:  # every rank passes one (the loop runs it on rank 0 and broadcasts the result)
-            evaluate = evaluate_on(lambda seq_len=phase.seq_len, seed=config.seed + 1000 + i: fixed_batches(
-                eval_files, tokenizer, seq_len, config.eval_examples, seed=seed, shuffle_buffer=1, **data_options),
-                device)
-        args = TrainingArgs(
-            output_dir=str(phase_dir), max_steps=phase.steps, lr=phase.lr, warmup=phase.warmup,
-            schedule=config.schedule, optimizer=config.optimizer, weight_decay=config.weight_decay, grad_accum=accum,
-            max_grad_norm=config.max_grad_norm, precision=config.precision, eval_every=config.eval_every,
-            save_every=config.save_every, keep_checkpoints=config.keep_checkpoints, log_every=config.log_every,
-            seed=config.seed + i, progress=config.progress and rank == 0, device=str(device))
-        meter = TokenMeter()
-        trainer = Trainer(PretrainingObjective(model), args, batches, evaluate=evaluate,
-                          loss_fn=pretraining_loss(meter),
-                          save_model=lambda objective, d: save_model(objective.model, d, tokenizer=tokenizer),
-                          settings={"model_preset": config.model_preset, "model": config.model,
-                                    "init_from": config.init_from, "vocab": config.vocab, **data_options})
-        if rank == 0:
-            log.info("phase %d: seq_len %d, %d steps of %d sequences (%d per process x %d processes x %d "
-                     "accumulation) -> %s", i + 1, phase.seq_len, phase.steps, phase.global_batch, phase.micro_batch,
-                     world, accum, phase_dir)
-        t0 = time.perf_counter()
-        result = trainer.train(resume=config.resume)
-        seconds = time.perf_counter() - t0
-        tokens = torch.tensor([float(meter.tokens)], device=device)
-        if world > 1:
-            dist.all_reduce(tokens)
-        final_eval = {k[5:]: v for k, v in result.history[-1].items() if k.startswith("eval_")} \
-            if result.history and "eval" in result.history[-1] else {}
-        summary = {"phase": i + 1, "seq_len": phase.seq_len, "steps": result.steps, "global_batch": phase.global_batch,
-                   "world_size": world, "device": str(device), "precision": config.precision,
-                   "session_seconds": round(seconds, 2), "session_tokens": int(tokens.item()),
-                   "tokens_per_s": round(tokens.item() / seconds, 1) if seconds > 0 else None,
-                   "wall_seconds_total": round(result.wall_seconds, 2), "final_eval": final_eval,
-                   "last_checkpoint": result.last_dir}
-        if rank == 0:
-            with atomic_dir(phase_dir / "final") as tmp:
-                save_model(model, tmp, tokenizer=tokenizer)
-            write_json(done, summary)
-            log.info("phase %d done: %s", i + 1, json.dumps(summary))
-        if world > 1:
-            dist.barrier()  # the next phase (or a restarted worker) may read phaseN/final
+        summary = _run_phase(config, i, model, tokenizer, files, eval_files, phase_dir, rank, world, device)
         phases.append(summary)
     final = out / "final"
     last = out / f"phase{len(config.phases)}" / "final"
@@ -260,6 +209,66 @@ def _pretrain(config: PretrainConfig, rank: int, world: int, device: torch.devic
         plot_pretraining(out, len(config.phases))
         write_json(out / "summary.json", result)
     return result
+
+
+def _run_phase(config: PretrainConfig, i: int, model: SqueezeBertForPreTraining, tokenizer: Any, files: list,
+               eval_files: list, phase_dir: Path, rank: int, world: int, device: torch.device) -> dict[str, Any]:
+    """Phase ``i`` (0-based) with the one training loop; writes ``phase_dir/final`` and ``done.json`` on rank 0 and
+    returns the phase's summary."""
+    phase, done = config.phases[i], phase_dir / "done.json"
+    if phase.global_batch % (phase.micro_batch * world):
+        raise PretrainConfigError(f"phases[{i}]: global_batch {phase.global_batch} is not a multiple of "
+                                  f"micro_batch x processes ({phase.micro_batch} x {world})")
+    accum = phase.global_batch // (phase.micro_batch * world)
+    data_options = dict(mask_prob=config.mask_prob, max_predictions=phase.max_predictions,
+                        whole_word_mask=config.whole_word_mask, short_seq_prob=config.short_seq_prob,
+                        documents=config.documents, part_bytes=config.part_bytes)
+    batches = PretrainingBatches(files, tokenizer, phase.seq_len, phase.micro_batch, seed=config.seed + i,
+                                 streams=config.streams, rank=rank, world_size=world,
+                                 shuffle_buffer=config.shuffle_buffer, **data_options)
+    evaluate = None
+    if eval_files:  # every rank passes one (the loop runs it on rank 0 and broadcasts the result)
+        evaluate = evaluate_on(lambda seq_len=phase.seq_len, seed=config.seed + 1000 + i: fixed_batches(
+            eval_files, tokenizer, seq_len, config.eval_examples, seed=seed, shuffle_buffer=1, **data_options),
+            device)
+    args = TrainingArgs(
+        output_dir=str(phase_dir), max_steps=phase.steps, lr=phase.lr, warmup=phase.warmup,
+        schedule=config.schedule, optimizer=config.optimizer, weight_decay=config.weight_decay, grad_accum=accum,
+        max_grad_norm=config.max_grad_norm, precision=config.precision, eval_every=config.eval_every,
+        save_every=config.save_every, keep_checkpoints=config.keep_checkpoints, log_every=config.log_every,
+        seed=config.seed + i, progress=config.progress and rank == 0, device=str(device))
+    meter = TokenMeter()
+    trainer = Trainer(PretrainingObjective(model), args, batches, evaluate=evaluate,
+                      loss_fn=pretraining_loss(meter),
+                      save_model=lambda objective, d: save_model(objective.model, d, tokenizer=tokenizer),
+                      settings={"model_preset": config.model_preset, "model": config.model,
+                                "init_from": config.init_from, "vocab": config.vocab, **data_options})
+    if rank == 0:
+        log.info("phase %d: seq_len %d, %d steps of %d sequences (%d per process x %d processes x %d "
+                 "accumulation) -> %s", i + 1, phase.seq_len, phase.steps, phase.global_batch, phase.micro_batch,
+                 world, accum, phase_dir)
+    t0 = time.perf_counter()
+    result = trainer.train(resume=config.resume)
+    seconds = time.perf_counter() - t0
+    tokens = torch.tensor([float(meter.tokens)], device=device)
+    if world > 1:
+        dist.all_reduce(tokens)
+    final_eval = {k[5:]: v for k, v in result.history[-1].items() if k.startswith("eval_")} \
+        if result.history and "eval" in result.history[-1] else {}
+    summary = {"phase": i + 1, "seq_len": phase.seq_len, "steps": result.steps, "global_batch": phase.global_batch,
+               "world_size": world, "device": str(device), "precision": config.precision,
+               "session_seconds": round(seconds, 2), "session_tokens": int(tokens.item()),
+               "tokens_per_s": round(tokens.item() / seconds, 1) if seconds > 0 else None,
+               "wall_seconds_total": round(result.wall_seconds, 2), "final_eval": final_eval,
+               "last_checkpoint": result.last_dir}
+    if rank == 0:
+        with atomic_dir(phase_dir / "final") as tmp:
+            save_model(model, tmp, tokenizer=tokenizer)
+        write_json(done, summary)
+        log.info("phase %d done: %s", i + 1, json.dumps(summary))
+    if world > 1:
+        dist.barrier()  # the next phase (or a restarted worker) may read phaseN/final
+    return summary
 
 
 def read_history(out: Path, phases: int) -> list[dict[str, Any]]:
