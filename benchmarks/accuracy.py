@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from squeezebert.fileio import write_json
+
 OUT = Path("out/acc")
 DOCS = Path("docs/results")
 DATA = "../shared/data"
@@ -153,32 +155,31 @@ def int8_scores(names: list[str]) -> None:
             options = {"train_file": spec["files"][1], "dev_file": spec["files"][3]}
         result = evaluate(OUT / name / "best", task, spec["data"], max_length=spec["max_length"],
                           task_options=options or None, precision="int8")
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(out, result)
         print(name, result["metrics"], flush=True)
 
 
 def sts_cosine(models: list[str]) -> None:
     """STS-B dev Spearman of the cosine of mean-pooled embeddings, no training: how all-MiniLM-L6-v2 was trained to
     be used, against which the fine-tuned regression head on [CLS] is compared."""
-    import csv
-
     import numpy as np
     from scipy.stats import spearmanr
 
+    from squeezebert.data.glue import read_glue
     from squeezebert.pipelines import pipeline
 
-    with open(f"{DATA}/glue/STS-B/dev.tsv", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    gold = [float(r[9]) for r in rows]
+    rows = read_glue("stsb", TASKS["stsb"]["data"], "dev")
+    gold = [float(r.label) for r in rows]
     scores = {}
     for model in models:
         pipe = pipeline("feature-extraction", model=model, pooling="mean", normalize=True)
-        a, b = (np.array(pipe([r[column] for r in rows])).reshape(len(rows), -1) for column in (7, 8))
+        a, b = (np.array(pipe(texts)).reshape(len(rows), -1)
+                for texts in ([r.text_a for r in rows], [r.text_b for r in rows]))
         scores[model] = spearmanr((a * b).sum(-1), gold).correlation
         print(model, round(scores[model], 4), flush=True)
-    (DOCS / "acc-stsb-cosine.json").write_text(json.dumps(
-        {"task": "stsb", "metric": "spearman", "split": "dev", "how": "cosine of mean-pooled, normalised embeddings",
-         "scores": scores, "command": shlex.join(["benchmarks/accuracy.py", *sys.argv[1:]])}, indent=2) + "\n")
+    write_json(DOCS / "acc-stsb-cosine.json",
+               {"task": "stsb", "metric": "spearman", "split": "dev", "how": "cosine of mean-pooled, normalised "
+                "embeddings", "scores": scores, "command": shlex.join(["benchmarks/accuracy.py", *sys.argv[1:]])})
 
 
 def collect() -> None:
@@ -196,7 +197,7 @@ def collect() -> None:
         small = {k: full[k] for k in keep if k in full}
         if (OUT / name / "int8.json").exists():
             small["int8"] = json.loads((OUT / name / "int8.json").read_text())["metrics"]
-        (DOCS / f"acc-{name}.json").write_text(json.dumps(small, indent=2) + "\n")
+        write_json(DOCS / f"acc-{name}.json", small)
     for task, spec in TASKS.items():
         teacher, student = DOCS / f"acc-teacher-{task}.json", DOCS / f"acc-student-{task}.json"
         if not teacher.exists():
@@ -214,7 +215,7 @@ def collect() -> None:
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]
         for row in rows:
             row["speedup"] = best if row["student"] is not None else None
-    (DOCS / "accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(DOCS / "accuracy.json", rows)
     print(json.dumps(rows, indent=2))
 
 
