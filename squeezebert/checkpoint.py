@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ARCHITECTURE_TO_HEAD, SqueezeBertConfig
-from .fileio import atomic_path
+from .fileio import atomic_path, write_json
 from .model import HEADS, CheckpointIO, SqueezeBertPreTrainedModel, encoder_of
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ def _set_embedding_dimension(path: Path, hidden_size: int) -> None:
     settings = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(settings, dict) and settings.get("word_embedding_dimension", hidden_size) != hidden_size:
         settings["word_embedding_dimension"] = hidden_size
-        path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        write_json(path, settings)
 
 
 # The model classes' from_pretrained / save_pretrained (model.py cannot import this module: the model is a leaf).
