@@ -14,8 +14,8 @@ pretraining runs.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 from squeezebert.assets import shared_data_dir
+from squeezebert.bench import machine_description
+from squeezebert.fileio import write_json
 from squeezebert.finetune.run import finetune
 
 # setting -> (task, data folder under ../shared/data, the metrics to report, fine-tuning flags). Subsets stated here:
@@ -31,7 +33,9 @@ from squeezebert.finetune.run import finetune
 TASKS: dict[str, tuple[str, str, tuple[str, ...], dict]] = {
     "sst2-2k": ("sst2", "glue/SST-2", ("accuracy",), dict(limit_train=2000, epochs=5, max_length=64)),
     "sst2-8k": ("sst2", "glue/SST-2", ("accuracy",), dict(limit_train=8000, epochs=3, max_length=64)),
+    "sst2": ("sst2", "glue/SST-2", ("accuracy",), dict(epochs=2, max_length=64)),  # all 67,349 sentences
     "mrpc": ("mrpc", "glue/MRPC", ("f1", "accuracy"), dict(epochs=3, max_length=128)),  # all 3,668 training pairs
+    "stsb": ("stsb", "glue/STS-B", ("spearman", "pearson"), dict(epochs=5, max_length=128)),  # all 5,749 pairs
 }
 COMMON = dict(batch_size=32, warmup=0.1, progress=False)
 DEFAULT_LR = 3e-4
@@ -47,6 +51,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="fine-tuning learning rate, the same for every "
                         "model (runs and tables at another rate than the default are suffixed -lr<rate>)")
+    parser.add_argument("--pretrain-dir", help="the pretraining run's output_dir: its held-out MLM/SOP curve and "
+                        "summary go into the JSON record beside the fine-tuning scores")
+    parser.add_argument("--json", help="also write the record here (e.g. docs/results/pretrain-transfer.json)")
     parser.add_argument("--run", help="names of the models to fine-tune now (default: all; --run= none, only the "
                         "table; the table uses every finished run)")
     args = parser.parse_args()
@@ -81,27 +88,60 @@ def main() -> int:
                 rows.append(row)
     names = list(models)
     base = names[0]
+    # The verdict issue 19 asks for: a model "beats" the baseline on a setting when its mean is higher by more than
+    # the seed spread (max - min over seeds) of either model.
     lines = ["| setting | metric | " + " | ".join(f"{n} (per seed; mean)" for n in names) + " | "
-             + " | ".join(f"{n} - {base}" for n in names[1:]) + " |", "|---" * (2 + 2 * len(names) - 1) + "|"]
+             + " | ".join(f"{n} - {base} (spread; beats?)" for n in names[1:]) + " |",
+             "|---" * (2 + 2 * len(names) - 1) + "|"]
+    verdicts = []
     for task in dict.fromkeys(r["task"] for r in rows):
         for metric in TASKS[task][2]:
             got = {n: [r[metric] for r in rows if r["task"] == task and r["model"] == n] for n in names}
-            if not all(got.values()):
+            if not got[base]:
                 continue
-            mean = {n: statistics.mean(v) for n, v in got.items()}
-            cells = [f"{' / '.join(f'{v:.4f}' for v in got[n])}; {mean[n]:.4f}" for n in names]
-            diffs = [f"{mean[n] - mean[base]:+.4f}" for n in names[1:]]
+            mean = {n: statistics.mean(v) for n, v in got.items() if v}
+            cells = [f"{' / '.join(f'{v:.4f}' for v in got[n])}; {mean[n]:.4f}" if got[n] else "not run"
+                     for n in names]
+            diffs = []
+            for n in names[1:]:
+                if not got[n]:
+                    diffs.append("-")
+                    continue
+                spread = max(max(got[m]) - min(got[m]) for m in (base, n))
+                beats = mean[n] - mean[base] > spread and len(got[n]) > 1
+                diffs.append(f"{mean[n] - mean[base]:+.4f} ({spread:.4f}; {'yes' if beats else 'no'})")
+                verdicts.append({"setting": task, "metric": metric, "model": n, "baseline": base,
+                                 "mean": round(mean[n], 4), "baseline_mean": round(mean[base], 4),
+                                 "difference": round(mean[n] - mean[base], 4), "spread": round(spread, 4),
+                                 "beats_by_more_than_spread": beats, "seeds": len(got[n])})
             lines.append(f"| {task} | {metric} | " + " | ".join(cells + diffs) + " |")
     table = "\n".join(lines)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"transfer{suffix}.md").write_text(table + "\n")
-    record = {"rows": rows, "flags": {t: {**COMMON, "lr": args.lr, **TASKS[t][3]} for t in TASKS}, "models": models,
-              "machine": platform.processor() or platform.machine(),
-              "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "command": " ".join(sys.argv)}
-    (out / f"transfer{suffix}.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = {"rows": rows, "verdicts": verdicts,
+              "flags": {t: {**COMMON, "lr": args.lr, **TASKS[t][3]} for t in TASKS}, "models": models,
+              "machine": machine_description(args.threads), "threads": args.threads,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv)}
+    if args.pretrain_dir:
+        record["pretraining"] = pretraining_record(Path(args.pretrain_dir))
+    write_json(out / f"transfer{suffix}.json", record)
+    if args.json:
+        write_json(args.json, record)
     return 0
+
+
+def pretraining_record(directory: Path) -> dict:
+    """The pretraining run behind the pretrained model: its summary and its held-out evaluations (the curves)."""
+    summary = json.loads((directory / "summary.json").read_text())
+    curve = []
+    for log in sorted(directory.glob("phase*/log.csv")):
+        with log.open() as f:
+            for row in csv.DictReader(f):
+                if any(k.startswith("eval_") and row[k] for k in row):
+                    curve.append({k: float(v) for k, v in row.items() if v and (k == "step" or k.startswith("eval_"))})
+    return {"output_dir": str(directory), "phases": summary.get("phases"), "config": summary.get("config"),
+            "held_out": curve}
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from seqeval.scheme import IOB2
 from sklearn import metrics as sk_metrics
 
 from .data.squad import squad_scores
+from .tasks import TASKS, spelled
 
 Metric = Callable[[Any, Any], dict[str, float]]
 
@@ -129,7 +130,6 @@ METRICS: dict[str, Metric] = {
     "wnli": accuracy,
     "ax": matthews,
     "conll2003": ner_scores,
-    "ner": ner_scores,
     "squad": squad,
     "squad_v2": squad,
     "swag": accuracy,
@@ -148,7 +148,6 @@ PRIMARY_METRIC: dict[str, str] = {
     "wnli": "accuracy",
     "ax": "mcc",
     "conll2003": "f1",
-    "ner": "f1",
     "squad": "f1",
     "squad_v2": "f1",
     "swag": "accuracy",
@@ -156,7 +155,10 @@ PRIMARY_METRIC: dict[str, str] = {
 
 
 def _key(task: str) -> str:
-    key = task.lower().replace("sst-2", "sst2").replace("sts-b", "stsb")
+    """A metric name, or a task name in any spelling the task table knows (``SST-2``, ``ner``) -> its metric."""
+    key = spelled(task)
+    if key not in METRICS and key in TASKS:  # a task scored under another metric's name (conll -> conll2003)
+        key = TASKS[key].metric or key
     if key not in METRICS:
         raise KeyError(f"no metric for task {task!r}; known: {', '.join(METRICS)}")
     return key

@@ -124,11 +124,13 @@ class GroupedProjection(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
-        # Same arithmetic, two kernels, chosen by measurement on x86 (benchmarks/kernels.py): for fp32, oneDNN's
-        # grouped convolution runs at about twice the GFLOP/s of torch.bmm (MKL); for bf16 it is the other way
-        # round, oneDNN's batched matmul beats its bf16 convolution. bf16 arrives here from training under autocast
-        # (no module is swapped there); inference swaps this module for its own (infer/fast.py, export.py).
-        if x.dtype == torch.float32:  # (1, Cin, T) -> (1, Cout, T)
+        # Same arithmetic, two kernels, chosen by measurement on x86: for an fp32 forward pass, oneDNN's grouped
+        # convolution beat torch.bmm (MKL) at inference shapes; for bf16 it is the other way round. Training takes
+        # the batched matmul in fp32 too: the grouped convolution's backward is the slow part of a CPU training step
+        # (at 32 x 128 tokens, 4 groups, AVX2, 2 threads: backward 1.7x slower than bmm's, forward 1.2-1.5x;
+        # benchmarks/train_step.py measures the whole step). bf16 arrives here from training under autocast (no
+        # module is swapped there); inference swaps this module for its own (infer/fast.py, export.py).
+        if x.dtype == torch.float32 and not (torch.is_grad_enabled() and self.weight.requires_grad):
             return F.conv1d(x.unsqueeze(0), self.weight.unsqueeze(-1), self.bias, groups=self.groups).squeeze(0)
         g, t = self.groups, x.shape[1]
         w = self.weight.view(g, self.out_channels // g, self.in_channels // g)  # (G, Cout/G, Cin/G)

@@ -52,6 +52,8 @@ class Task:
     # chosen by the labels (your own table: accuracy, or Pearson/Spearman for regression)
     metric: str | None
     aliases: tuple[str, ...] = ()  # other spellings accepted wherever a task name is (lower case)
+    # the label set comes from the data (NER tags, your own table's classes), so a saved model's labels fix it
+    labels_from_data: bool = False
 
     @property
     def pipeline(self) -> str:
@@ -78,8 +80,9 @@ TASKS: dict[str, Task] = {
     "rte": _glue("rte"),
     "wnli": _glue("wnli"),
     "ax": _glue("ax"),
-    "table": Task("table", "table", "sequence", "sequence_classification", None),
-    "conll": Task("conll", "conll", "token", "token_classification", "conll2003", ("conll2003", "ner")),
+    "table": Task("table", "table", "sequence", "sequence_classification", None, labels_from_data=True),
+    "conll": Task("conll", "conll", "token", "token_classification", "conll2003", ("conll2003", "ner"),
+                  labels_from_data=True),
     "squad": Task("squad", "squad", "qa", "question_answering", "squad"),
     "squad_v2": Task("squad_v2", "squad_v2", "qa", "question_answering", "squad_v2", ("squad-v2", "squad2")),
     "swag": Task("swag", "swag", "multiple_choice", "multiple_choice", "swag"),

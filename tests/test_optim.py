@@ -37,6 +37,29 @@ def test_lamb_matches_the_update_written_out_by_hand():
     torch.testing.assert_close(q.detach(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_lamb_matches_an_independent_implementation():
+    """torch-optimizer's Lamb (the paper's v3 form: no bias correction) on the same gradients, several tensors."""
+    torch_optimizer = pytest.importorskip("torch_optimizer", reason="torch-optimizer is in the test extra")
+    g = torch.Generator().manual_seed(1)
+    shapes = [(6, 4), (4,), (3, 2, 5)]
+    w0 = [torch.randn(s, generator=g) for s in shapes]
+    steps = [[torch.randn(s, generator=g) * 10 ** k for s in shapes] for k in (-2, 0, 1, 0, -1)]
+    ours = [torch.nn.Parameter(w.clone()) for w in w0]
+    theirs = [torch.nn.Parameter(w.clone()) for w in w0]
+    opt_ours = Lamb(ours, lr=0.02, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.05, bias_correction=False)
+    # clamp_value: theirs caps ||w|| at 10 by default, ours never caps; the weights here stay far below either way
+    opt_theirs = torch_optimizer.Lamb(theirs, lr=0.02, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.05,
+                                      clamp_value=1e9, debias=False)
+    for grads in steps:
+        for p, q, grad in zip(ours, theirs, grads):
+            p.grad, q.grad = grad.clone(), grad.clone()
+        opt_ours.step()
+        opt_theirs.step()
+        for p, q in zip(ours, theirs):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-6, atol=1e-6)
+    assert all(not torch.equal(p.detach(), w) for p, w in zip(ours, w0))  # the weights did move
+
+
 def test_lamb_leaves_zero_weights_moving_and_rejects_bad_settings():
     p = torch.nn.Parameter(torch.zeros(4))  # ||w|| = 0: trust ratio 1, an ordinary Adam-like step
     p.grad = torch.ones(4)

@@ -182,3 +182,45 @@ def test_real_minilm_matches_transformers_bert(minilm, data_dir):
         b = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
     diff = (a - b).abs()[batch["attention_mask"].bool()].max().item()
     assert diff < TOL, f"max abs diff {diff:.2e}"
+
+
+def test_pretraining_mlm_loss_and_gradients_match_transformers(tmp_path_factory):
+    """Issue 19: our pretraining objective (MLM decoded on the masked positions only) against transformers'
+    ``SqueezeBertForMaskedLM`` given the same weights: the loss and the gradient of every shared tensor agree."""
+    from squeezebert.data.pretraining import IGNORE_INDEX
+    from squeezebert.model import SqueezeBertForPreTraining
+    from squeezebert.pretrain.run import PretrainingObjective
+
+    ref, directory = hf_squeezebert("masked_lm", "paper", tmp_path_factory)
+    ours, report = load_model(directory, model_class=SqueezeBertForPreTraining, return_report=True)
+    assert not [k for k in report.missing if "cls.predictions" in k or "transformer" in k], report.summary()
+    ref.train(), ours.train()
+    for model in (ref, ours):  # dropout would draw different masks in the two models
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    ids, mask, types = make_batch(64, batch=4)
+    g = torch.Generator().manual_seed(5)
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    chosen = (torch.rand(ids.shape, generator=g) < 0.15) & mask.bool()
+    labels[chosen] = torch.randint(1, TINY["vocab_size"], (int(chosen.sum()),), generator=g)
+    assert int(chosen.sum()) > 10
+
+    expected = ref(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
+    expected.backward()
+    mlm_sum, masked, *_ = PretrainingObjective(ours)(ids, mask, types, labels, torch.zeros(4, dtype=torch.long))
+    loss = mlm_sum / masked
+    loss.backward()
+    assert abs(loss.item() - expected.item()) <= TOL, (loss.item(), expected.item())
+
+    theirs = dict(ref.named_parameters())
+    compared = 0
+    for name, p in ours.named_parameters():
+        if name not in theirs or p.grad is None:
+            continue  # the SOP head: transformers' masked-LM model has none
+        ref_grad = theirs[name].grad.reshape(p.grad.shape)  # their 1x1 conv weights carry a trailing 1
+        diff = (p.grad - ref_grad).abs().max().item()
+        assert diff <= TOL, f"{name}: gradient differs by {diff:.2e}"
+        compared += 1
+    n_ref = sum(1 for p in ref.parameters() if p.grad is not None)
+    assert compared == n_ref, f"compared {compared} of {n_ref} gradients (names do not line up)"

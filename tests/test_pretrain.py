@@ -4,6 +4,7 @@ rank-0-only writes, and SIGKILL + restart == uninterrupted. Tiny corpus and voca
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import os
 import random
@@ -20,8 +21,8 @@ from safetensors.torch import load_file
 
 from helpers import kill_after_checkpoint
 
-from squeezebert.data.pretraining import (MaskingConfig, PretrainingBatches, make_pairs, mask_tokens,
-                                          split_sentences)
+from squeezebert.data.pretraining import (MaskingConfig, PretrainingBatches, expand_corpus, make_pairs,
+                                          mask_tokens, plan_units, split_sentences, unit_documents)
 from squeezebert.cli import main
 from squeezebert.pretrain import PretrainConfigError, load_config, pretrain, save_initial
 from squeezebert.tokenizer import Tokenizer
@@ -180,6 +181,44 @@ def test_bad_data_settings_are_named(corpus):
         PretrainingBatches(corpus["files"], tok, 32, 4, streams=3, world_size=2, part_bytes=2048)
     with pytest.raises(FileNotFoundError, match="matches no file"):
         pretrain(load_config(None, [f"corpus={corpus['root']}/nothing-*.txt", f"vocab={corpus['vocab']}"]))
+
+
+def test_corpus_entry_options_read_one_column_pack_and_upsample(tmp_path, corpus):
+    """A labelled .tsv (a GLUE training split) read for its text only, packed into blocks, dealt twice."""
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("sentence\tlabel\nthe cat sat\t1\nthe dog ran\t0\na red bird flew\t1\n")
+    entry = f"{tsv}?column=sentence&documents=block&repeat=2"
+    files = expand_corpus([entry, corpus["files"][0]])
+    units = plan_units(files, 1 << 20)
+    tsv_units = [u for u in units if u.path == str(tsv)]
+    assert [u.copy for u in tsv_units] == [0, 1] and all(u.documents == "block" for u in tsv_units)
+    docs = unit_documents(tsv_units[0], "line")
+    assert docs == [["the cat sat", "the dog ran", "a red bird flew"]]  # one packed document, no label in the text
+    rows = [["the cat sat"], ["the dog ran"], ["a red bird flew"]]
+    assert unit_documents(dataclasses.replace(tsv_units[0], documents=None), "block") == rows  # default: a row each
+    tok = Tokenizer.from_vocab(corpus["vocab"])
+    batches = PretrainingBatches(files, tok, 32, 4, streams=2, part_bytes=1 << 20)
+    first = next(iter(batches))
+    assert first["input_ids"].shape == (4, 32)
+    # the options are part of what a resumed run must match
+    other = PretrainingBatches([f"{tsv}?column=sentence", corpus["files"][0]], tok, 32, 4, streams=2,
+                               part_bytes=1 << 20)
+    assert other.fingerprint != batches.fingerprint
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{tsv}?colum=sentence", "unknown option.*colum"),
+    ("{tsv}?column=label2", "needs a 'label2' column"),
+    ("{txt}?column=text", "applies to .tsv files only"),
+    ("{tsv}?repeat=0", "repeat must be a whole number"),
+    ("{tsv}?documents=pages", "documents must be one of"),
+    ("{tsv}?column", "key=value"),
+])
+def test_bad_corpus_entry_options_are_named(tmp_path, corpus, entry, message):
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("sentence\tlabel\nthe cat sat\t1\n")
+    with pytest.raises(ValueError, match=message):
+        plan_units(expand_corpus([entry.format(tsv=tsv, txt=corpus["files"][0])]), 1 << 20)
 
 
 # ---- config -------------------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ The pipeline (ALBERT/SqueezeBERT's objective, BERT's recipe for building instanc
 
 1. **Units.** Every corpus file is cut into byte ranges of ``part_bytes`` (a line belongs to the unit it starts in),
    so one big file still spreads over many readers and memory stays bounded by one unit. ``.tsv`` files with a
-   ``text`` column contribute that column, one document per row. ``hf:`` entries name Hugging Face ``datasets``
+   ``text`` column contribute that column, one document per row. A file entry may carry options after ``?``:
+   ``column=NAME`` (the .tsv column to read, e.g. ``train.tsv?column=sentence`` reads a labelled GLUE file's text
+   and never its labels), ``documents=MODE`` (this entry's document mode, overriding the config's) and ``repeat=N``
+   (its units are dealt N times: upsampling a small in-domain file beside a large general corpus). ``hf:`` entries name Hugging Face ``datasets``
    corpora (saved to disk, memory-mapped, or streaming); their rows are documents and their units are row ranges
    or shards (:mod:`squeezebert.data.hf_corpus`).
 2. **Streams.** Units are dealt (seeded, balanced by bytes) to ``streams`` independent readers. Each stream loops
@@ -34,6 +37,7 @@ import heapq
 import os
 import random
 import re
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
@@ -66,18 +70,42 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in out if s.strip()]
 
 
+FILE_OPTIONS = ("column", "documents", "repeat")
+
+
+def split_entry(entry: str) -> tuple[str, dict[str, str]]:
+    """``path?column=sentence&repeat=2`` -> (path, options), every option checked (the message names the entry)."""
+    path, _, query = entry.partition("?")
+    try:
+        options = dict(urllib.parse.parse_qsl(query, strict_parsing=True)) if query else {}
+    except ValueError:
+        raise ValueError(f"corpus: {entry!r}: options after '?' must be key=value joined by '&'") from None
+    if unknown := sorted(set(options) - set(FILE_OPTIONS)):
+        raise ValueError(f"corpus: {entry!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(FILE_OPTIONS)}")
+    if options.get("documents", "block") not in DOCUMENT_MODES:
+        raise ValueError(f"corpus: {entry!r}: documents must be one of {DOCUMENT_MODES}")
+    if not options.get("repeat", "1").isdigit() or int(options.get("repeat", "1")) < 1:
+        raise ValueError(f"corpus: {entry!r}: repeat must be a whole number >= 1")
+    if "column" in options and not path.endswith(".tsv"):
+        raise ValueError(f"corpus: {entry!r}: column= applies to .tsv files only")
+    return path, options
+
+
 def expand_corpus(patterns: Sequence[str]) -> list[str]:
     """Files and globs -> a sorted, de-duplicated list of files; a pattern matching nothing is an error.
 
-    ``hf:`` entries (datasets) are kept as they are, after the files, and opened once here so a bad one fails now.
+    A file entry's options (``?column=...``) stay on each file it matches. ``hf:`` entries (datasets) are kept as
+    they are, after the files, and opened once here so a bad one fails now.
     """
     files: list[str] = []
     datasets = [p for p in patterns if is_hf(p)]
     for entry in datasets:
         open_dataset(entry)
     for pattern in (p for p in patterns if not is_hf(p)):
-        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        matches = [m for m in matches if os.path.isfile(m)]
+        path, _ = split_entry(pattern)
+        query = pattern[len(path):]
+        matches = sorted(glob.glob(os.path.expanduser(path), recursive=True))
+        matches = [m + query for m in matches if os.path.isfile(m)]
         if not matches:
             raise FileNotFoundError(f"corpus: {pattern!r} matches no file")
         files += matches
@@ -86,7 +114,8 @@ def expand_corpus(patterns: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Unit:
-    """A byte range of one corpus file; ``column`` is the text column of a .tsv file (None for plain text).
+    """A byte range of one corpus file; ``column`` is the text column of a .tsv file (None for plain text);
+    ``documents`` the entry's own document mode (None: the config's); ``copy`` tells a ``repeat`` copy apart.
 
     For an ``hf:`` dataset (``path`` is the entry): ``kind`` "rows" is the row range [start, end), "shard" is shard
     number ``start`` of a streaming dataset.
@@ -97,25 +126,32 @@ class Unit:
     end: int
     column: int | None = None
     kind: str = "file"
+    documents: str | None = None
+    copy: int = 0
 
 
 def plan_units(files: Sequence[str], part_bytes: int) -> list[Unit]:
     units = []
-    for path in files:
-        if is_hf(path):
-            units += [Unit(path, start, end, kind="shard" if shard else "rows")
-                      for start, end, shard in plan_hf_units(path)]
+    for entry in files:
+        if is_hf(entry):
+            units += [Unit(entry, start, end, kind="shard" if shard else "rows")
+                      for start, end, shard in plan_hf_units(entry)]
             continue
+        path, options = split_entry(entry)
         size = os.path.getsize(path)
         column = None
         if path.endswith(".tsv"):
             with open_text(path) as f:
-                header = f.readline().rstrip("\n").split("\t")
-            if "text" not in header:
-                raise ValueError(f"{path}: a .tsv corpus file needs a 'text' column in its header, got {header}")
-            column = header.index("text")
-        for start in range(0, max(size, 1), part_bytes):
-            units.append(Unit(path, start, min(start + part_bytes, size), column))
+                header = f.readline().rstrip("\r\n").split("\t")
+            name = options.get("column", "text")
+            if name not in header:
+                raise ValueError(f"{path}: a .tsv corpus file needs a {name!r} column in its header (choose one "
+                                 f"with ?column=NAME), got {header}")
+            column = header.index(name)
+        for copy in range(int(options.get("repeat", "1"))):
+            for start in range(0, max(size, 1), part_bytes):
+                units.append(Unit(path, start, min(start + part_bytes, size), column,
+                                  documents=options.get("documents"), copy=copy))
     return units
 
 
@@ -142,7 +178,14 @@ def read_unit_lines(unit: Unit) -> list[str]:
 
 def unit_documents(unit: Unit, mode: str) -> list[list[str]]:
     """A file unit's text as documents, each a list of sentences."""
-    return lines_to_documents(read_unit_lines(unit), "line" if unit.column is not None else mode)
+    lines = read_unit_lines(unit)
+    if unit.column is None:
+        return lines_to_documents(lines, unit.documents or mode)
+    # A .tsv row is whole sentences (not wrapped text): one document a row, or with documents=block/paragraph the
+    # rows in file order as one document, each row split into its own sentences (never joined into its neighbour).
+    if (unit.documents or "line") == "line":
+        return lines_to_documents(lines, "line")
+    return [[s for line in lines if line.strip() for s in split_sentences(line)]]
 
 
 def unit_document_chunks(unit: Unit, mode: str) -> Iterator[list[list[str]]]:
@@ -366,7 +409,8 @@ class PretrainingBatches:
         self.mine = [s for s in range(streams) if s % world_size == rank]
         self.per_stream = batch_size // len(self.mine)
         self.fingerprint = _seed(seq_len, batch_size * world_size, streams, seed, documents, shuffle_buffer,
-                                 part_bytes, short_seq_prob, *[(u.path, u.start, u.end) for u in units])
+                                 part_bytes, short_seq_prob,
+                                 *[(u.path, u.start, u.end, u.column, u.documents, u.copy) for u in units])
         self.position = 0
         self._live: tuple[int, list[Iterator[Example]]] | None = None
 
@@ -481,5 +525,5 @@ def fixed_batches(files: Sequence[str], tokenizer: Tokenizer, seq_len: int, exam
 
 
 __all__ = ["DOCUMENT_MODES", "Example", "MaskingConfig", "PretrainingBatches", "Unit", "expand_corpus",
-           "fixed_batches", "make_pairs", "mask_tokens", "plan_units", "read_unit_lines", "split_sentences",
+           "fixed_batches", "make_pairs", "split_entry", "mask_tokens", "plan_units", "read_unit_lines", "split_sentences",
            "lines_to_documents", "unit_document_chunks", "unit_documents"]

@@ -18,6 +18,7 @@ from ..checkpoint import load_model
 from ..config import PRESETS, preset
 from ..model import HEADS, SqueezeBertPreTrainedModel
 from ..recipe_config import FinetuneConfig
+from ..tasks import TASKS
 from ..tokenizer import Tokenizer
 from ..train.loop import TrainResult
 from ..typed_config import load
@@ -46,7 +47,7 @@ def _model_labels(model_dir: Path, task: str) -> dict[str, Any]:
     """For tasks whose label set comes from data (NER, your own table), the saved model's labels fix it, so
     evaluation maps tags to the ids the model was trained with."""
     name = canonical_task(task)
-    if name not in ("table", "conll"):
+    if not TASKS[name].labels_from_data:
         return {}
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if name == "table" and config.get("problem_type") == "regression":

@@ -20,14 +20,16 @@ class Lamb(torch.optim.Optimizer):
 
     For each parameter tensor: m, v as Adam (bias-corrected); update = m_hat / (sqrt(v_hat) + eps) + wd * w;
     trust = ||w|| / ||update|| (1 where either norm is 0); w -= lr * trust * update.
+    ``bias_correction=False`` uses m and v as they are (the paper's v3 and NVIDIA's ``bias_correction`` switch).
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0):
+                 eps: float = 1e-6, weight_decay: float = 0.0, bias_correction: bool = True):
         if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
             raise ValueError(f"bad LAMB hyper-parameters: lr={lr}, betas={betas}, eps={eps}, "
                              f"weight_decay={weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -53,8 +55,9 @@ class Lamb(torch.optim.Optimizer):
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                m_hat = m / (1 - beta1 ** step)
-                v_hat = v / (1 - beta2 ** step)
+                corrected = group.get("bias_correction", True)  # state dicts saved before the switch lack it
+                m_hat = m / (1 - beta1 ** step) if corrected else m
+                v_hat = v / (1 - beta2 ** step) if corrected else v
                 update = m_hat / (v_hat.sqrt() + group["eps"])
                 if group["weight_decay"]:
                     update.add_(p, alpha=group["weight_decay"])
