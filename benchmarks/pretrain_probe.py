@@ -19,7 +19,7 @@ import torch
 from squeezebert.checkpoint import load_model
 from squeezebert.data.pretraining import IGNORE_INDEX, expand_corpus, fixed_batches
 from squeezebert.model import SqueezeBertForPreTraining
-from squeezebert.pretrain.run import PretrainingObjective
+from squeezebert.pretrain.run import PretrainingObjective, evaluate_on
 from squeezebert.tokenizer import Tokenizer
 
 
@@ -29,24 +29,18 @@ def probe(model_dir: str, text: str, examples: int = 128, seq_len: int = 128, se
     batches = fixed_batches(expand_corpus([text]), tok, seq_len, examples, batch_size=32)
     g = torch.Generator().manual_seed(seed)
     first_word = max(tok.cls_token_id, tok.sep_token_id, tok.mask_token_id, tok.pad_token_id)  # specials below
-    totals = {name: [0.0, 0, 0] for name in ("as is", "order shuffled", "context masked")}
-    with torch.no_grad():
-        for batch in batches:
-            ids, labels = batch["input_ids"], batch["labels"]
-            context = (labels == IGNORE_INDEX) & (ids > first_word)      # unmasked word tokens
-            shuffled = ids.clone()
-            for row in range(len(ids)):
-                where = context[row].nonzero().flatten()
-                shuffled[row, where] = ids[row, where[torch.randperm(len(where), generator=g)]]
-            masked = torch.where(context, torch.full_like(ids, tok.mask_token_id), ids)
-            for name, inputs in zip(totals, (ids, shuffled, masked)):
-                mlm_sum, n, correct, _, _ = objective(inputs, batch["attention_mask"], batch["token_type_ids"],
-                                                      labels, batch["sop_labels"])
-                totals[name][0] += float(mlm_sum)
-                totals[name][1] += int(n)
-                totals[name][2] += int(correct)
-    return {name: {"mlm_loss": round(s / n, 4), "mlm_acc": round(c / n, 4), "masked_tokens": n}
-            for name, (s, n, c) in totals.items()}
+    variants: dict[str, list[dict]] = {"as is": batches, "order shuffled": [], "context masked": []}
+    for batch in batches:
+        ids, labels = batch["input_ids"], batch["labels"]
+        context = (labels == IGNORE_INDEX) & (ids > first_word)      # unmasked word tokens
+        shuffled = ids.clone()
+        for row in range(len(ids)):
+            where = context[row].nonzero().flatten()
+            shuffled[row, where] = ids[row, where[torch.randperm(len(where), generator=g)]]
+        variants["order shuffled"].append({**batch, "input_ids": shuffled})
+        variants["context masked"].append({**batch, "input_ids": torch.where(context, tok.mask_token_id, ids)})
+    with torch.no_grad():  # the pretraining run's own held-out evaluation, on each variant
+        return {name: evaluate_on(lambda b=b: b, torch.device("cpu"))(objective) for name, b in variants.items()}
 
 
 def main() -> None:

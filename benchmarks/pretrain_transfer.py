@@ -14,7 +14,6 @@ pretraining runs.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -27,6 +26,7 @@ from squeezebert.assets import shared_data_dir
 from squeezebert.bench import machine_description
 from squeezebert.fileio import write_json
 from squeezebert.finetune.run import finetune
+from squeezebert.pretrain.run import read_history
 
 # setting -> (task, data folder under ../shared/data, the metrics to report, fine-tuning flags). Subsets stated here:
 # pretraining is expected to matter most when labelled data is scarce, so SST-2 is run at two sizes.
@@ -134,12 +134,8 @@ def main() -> int:
 def pretraining_record(directory: Path) -> dict:
     """The pretraining run behind the pretrained model: its summary and its held-out evaluations (the curves)."""
     summary = json.loads((directory / "summary.json").read_text())
-    curve = []
-    for log in sorted(directory.glob("phase*/log.csv")):
-        with log.open() as f:
-            for row in csv.DictReader(f):
-                if any(k.startswith("eval_") and row[k] for k in row):
-                    curve.append({k: float(v) for k, v in row.items() if v and (k == "step" or k.startswith("eval_"))})
+    curve = [{k: v for k, v in row.items() if k == "global_step" or k.startswith("eval_")}
+             for row in read_history(directory, len(summary["phases"])) if any(k.startswith("eval_") for k in row)]
     return {"output_dir": str(directory), "phases": summary.get("phases"), "config": summary.get("config"),
             "held_out": curve}
 

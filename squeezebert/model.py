@@ -127,9 +127,10 @@ class GroupedProjection(nn.Module):
         # Same arithmetic, two kernels, chosen by measurement on x86: for an fp32 forward pass, oneDNN's grouped
         # convolution beat torch.bmm (MKL) at inference shapes; for bf16 it is the other way round. Training takes
         # the batched matmul in fp32 too: the grouped convolution's backward is the slow part of a CPU training step
-        # (at 32 x 128 tokens, 4 groups, AVX2, 2 threads: backward 1.7x slower than bmm's, forward 1.2-1.5x;
-        # benchmarks/train_step.py measures the whole step). bf16 arrives here from training under autocast (no
-        # module is swapped there); inference swaps this module for its own (infer/fast.py, export.py).
+        # (at 32 x 128 tokens, 4 groups, AVX2, 2 threads: backward 1.6-1.9x slower than bmm's, forward 1.1-1.7x:
+        # benchmarks/grouped_projection.py; benchmarks/train_step.py measures the whole step). bf16 arrives here
+        # from training under autocast (no module is swapped there); inference swaps this module for its own
+        # (infer/fast.py, export.py).
         if x.dtype == torch.float32 and not (torch.is_grad_enabled() and self.weight.requires_grad):
             return F.conv1d(x.unsqueeze(0), self.weight.unsqueeze(-1), self.bias, groups=self.groups).squeeze(0)
         g, t = self.groups, x.shape[1]

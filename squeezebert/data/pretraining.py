@@ -7,9 +7,9 @@ The pipeline (ALBERT/SqueezeBERT's objective, BERT's recipe for building instanc
    ``text`` column contribute that column, one document per row. A file entry may carry options after ``?``:
    ``column=NAME`` (the .tsv column to read, e.g. ``train.tsv?column=sentence`` reads a labelled GLUE file's text
    and never its labels), ``documents=MODE`` (this entry's document mode, overriding the config's) and ``repeat=N``
-   (its units are dealt N times: upsampling a small in-domain file beside a large general corpus). ``hf:`` entries name Hugging Face ``datasets``
-   corpora (saved to disk, memory-mapped, or streaming); their rows are documents and their units are row ranges
-   or shards (:mod:`squeezebert.data.hf_corpus`).
+   (its units are dealt N times: upsampling a small in-domain file beside a large general corpus). ``hf:``
+   entries name Hugging Face ``datasets`` corpora (saved to disk, memory-mapped, or streaming); their rows are
+   documents and their units are row ranges or shards (:mod:`squeezebert.data.hf_corpus`).
 2. **Streams.** Units are dealt (seeded, balanced by bytes) to ``streams`` independent readers. Each stream loops
    over its units forever, reshuffling them every pass, and emits examples through a seeded shuffle buffer.
    Rank ``r`` of ``W`` runs the streams ``s`` with ``s % W == r`` only (real sharding: each rank reads and tokenises
@@ -81,7 +81,8 @@ def split_entry(entry: str) -> tuple[str, dict[str, str]]:
     except ValueError:
         raise ValueError(f"corpus: {entry!r}: options after '?' must be key=value joined by '&'") from None
     if unknown := sorted(set(options) - set(FILE_OPTIONS)):
-        raise ValueError(f"corpus: {entry!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(FILE_OPTIONS)}")
+        raise ValueError(f"corpus: {entry!r}: unknown option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(FILE_OPTIONS)}")
     if options.get("documents", "block") not in DOCUMENT_MODES:
         raise ValueError(f"corpus: {entry!r}: documents must be one of {DOCUMENT_MODES}")
     if not options.get("repeat", "1").isdigit() or int(options.get("repeat", "1")) < 1:
@@ -525,5 +526,5 @@ def fixed_batches(files: Sequence[str], tokenizer: Tokenizer, seq_len: int, exam
 
 
 __all__ = ["DOCUMENT_MODES", "Example", "MaskingConfig", "PretrainingBatches", "Unit", "expand_corpus",
-           "fixed_batches", "make_pairs", "split_entry", "mask_tokens", "plan_units", "read_unit_lines", "split_sentences",
-           "lines_to_documents", "unit_document_chunks", "unit_documents"]
+           "fixed_batches", "make_pairs", "mask_tokens", "plan_units", "read_unit_lines", "split_entry",
+           "split_sentences", "lines_to_documents", "unit_document_chunks", "unit_documents"]
