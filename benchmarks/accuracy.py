@@ -16,8 +16,10 @@ The flow, for a dense BERT (here the pip-installed all-MiniLM-L6-v2) and a task:
      attention), then the student's int8 form is scored too.
 
 Derived data (not in ../shared/data): SQuAD v1.1 has only its dev file here, so it is split by article (the first 8
-articles evaluate, the other 40 train: no question in both); QNLI has only dev, so its first 4,463 rows train and the
-last 1,000 evaluate. Both are written to OUT/data/ (git-ignored) by ``prepare``, which ``run`` calls.
+articles evaluate, the next 40 train: no question, context or title in both; squeezebert.data.squad.split_by_article,
+as benchmarks/squad_split.py makes it, into OUT/data/squad/ with its split.json); QNLI has only dev, so its first 4,463
+rows train and the last 1,000 evaluate. Both are written to OUT/data/ (git-ignored) by ``prepare``, which ``run``
+calls.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ import sys
 import time
 from pathlib import Path
 
+from squeezebert.data.squad import write_article_split
 from squeezebert.fileio import write_json
 
 OUT = Path("out/acc")
 DOCS = Path("docs/results")
 DATA = "../shared/data"
 MINILM = "$MINILM"  # replaced by the pip-installed all-MiniLM-L6-v2 directory
-SQUAD_EVAL_ARTICLES = 8
 QNLI_EVAL_ROWS = 1000
 
 # task -> (data folder or derived files, metric reported, max length, extra options)
@@ -46,9 +48,7 @@ TASKS: dict[str, dict] = {
     "mrpc": {"data": f"{DATA}/glue/MRPC", "metric": "f1", "max_length": 128},
     "stsb": {"data": f"{DATA}/glue/STS-B", "metric": "spearman", "max_length": 128},
     "conll": {"data": f"{DATA}/conll2003", "metric": "f1", "max_length": 128},
-    "squad": {"data": None, "metric": "f1", "max_length": 256,
-              "files": ("--train-file", f"{OUT}/data/squad-train-40-articles.json",
-                        "--dev-file", f"{OUT}/data/squad-eval-8-articles.json")},
+    "squad": {"data": f"{OUT}/data/squad", "metric": "f1", "max_length": 256},  # written by prepare()
     "qnli": {"data": None, "metric": "accuracy", "max_length": 128,
              "files": ("--train-file", f"{OUT}/data/qnli-dev-train-part.tsv",
                        "--dev-file", f"{OUT}/data/qnli-dev-eval-part.tsv")},
@@ -108,20 +108,15 @@ def command(name: str, cli: list[str]) -> list[str]:
 def prepare() -> None:
     """SQuAD dev split by article, QNLI dev split by rows (module docstring)."""
     (OUT / "data").mkdir(parents=True, exist_ok=True)
-    squad = json.loads(Path(f"{DATA}/squad/dev-v1.1.json").read_text(encoding="utf-8"))
-    articles = squad["data"]
-    evaluated, trained = articles[:SQUAD_EVAL_ARTICLES], articles[SQUAD_EVAL_ARTICLES:]
-    questions = lambda part: [q["id"] for a in part for p in a["paragraphs"] for q in p["qas"]]
-    assert not set(questions(evaluated)) & set(questions(trained)), "a SQuAD question in both parts"
-    for path, part in ((TASKS["squad"]["files"][1], trained), (TASKS["squad"]["files"][3], evaluated)):
-        Path(path).write_text(json.dumps({"version": squad["version"], "data": part}), encoding="utf-8")
+    squad = write_article_split(f"{DATA}/squad/dev-v1.1.json", TASKS["squad"]["data"])  # 8:48 train, 0:8 eval
     lines = Path(f"{DATA}/glue/QNLI/dev.tsv").read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], lines[1:]
     train, dev = rows[:-QNLI_EVAL_ROWS], rows[-QNLI_EVAL_ROWS:]
     for path, part in ((TASKS["qnli"]["files"][1], train), (TASKS["qnli"]["files"][3], dev)):
         Path(path).write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
-    print(f"SQuAD: {len(trained)} articles ({len(questions(trained))} questions) train, {len(evaluated)} articles "
-          f"({len(questions(evaluated))} questions) evaluate; QNLI: {len(train)} train, {len(dev)} evaluate rows")
+    print(f"SQuAD: articles {squad['train']['articles']} ({squad['train']['questions']} questions) train, articles "
+          f"{squad['eval']['articles']} ({squad['eval']['questions']} questions) evaluate; QNLI: {len(train)} train, "
+          f"{len(dev)} evaluate rows")
 
 
 # ---------------------------------------------------------------------------------------------- the steps

@@ -13,13 +13,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import __version__
 from .fileio import json_text, read_text, write_text
 from .precision import WEIGHT_FORMATS
 from .recipe_config import DistillConfig, FinetuneConfig, TaskSettings
 from .typed_config import add_config_args, add_flags, from_args
+
+if TYPE_CHECKING:
+    from .serve.config import ServeConfig
 
 # the help of every --precision that picks an inference weight format (training's picks an autocast dtype)
 WEIGHT_FORMAT_HELP = "the weight format inference runs in (bf16 needs a CPU with native bf16; int8 is quantised)"
@@ -361,22 +364,28 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-embeddings", action="store_true", help="do not serve /v1/embeddings beside the head")
 
 
-def serve_run(args: argparse.Namespace) -> int:
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The server's settings from ``squeezebert serve``'s flags (also what benchmarks/load_test.py builds its
+    reference pipeline from, so that it runs the model as the server does)."""
     from .serve.config import ServeConfig
+
+    return ServeConfig(model=args.model, backend=args.backend, host=args.host, port=args.port,
+                       precision=args.precision, compile=args.compile, threads=args.threads,
+                       max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
+                       max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                       max_length=args.max_length, max_texts=args.max_texts, max_chars=args.max_chars,
+                       max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
+                       max_requests=args.max_requests or None, max_connections=args.max_connections,
+                       idle_timeout_s=args.idle_timeout, read_timeout_s=args.read_timeout,
+                       api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None,
+                       cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host),
+                       embeddings=not args.no_embeddings)
+
+
+def serve_run(args: argparse.Namespace) -> int:
     from .serve.server import serve
 
-    config = ServeConfig(model=args.model, backend=args.backend, host=args.host, port=args.port,
-                         precision=args.precision, compile=args.compile, threads=args.threads,
-                         max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
-                         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         max_length=args.max_length, max_texts=args.max_texts, max_chars=args.max_chars,
-                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
-                         max_requests=args.max_requests or None, max_connections=args.max_connections,
-                         idle_timeout_s=args.idle_timeout, read_timeout_s=args.read_timeout,
-                         api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None,
-                         cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host),
-                         embeddings=not args.no_embeddings)
-    serve(config, log_level="debug" if args.verbose else "info")
+    serve(serve_config(args), log_level="debug" if args.verbose else "info")
     return 0
 
 

@@ -1,8 +1,11 @@
-"""User tables, CoNLL-2003, SQuAD and SWAG readers: inline fixtures, error paths and the real files."""
+"""User tables, CoNLL-2003, SQuAD and SWAG readers, the SQuAD split by article: inline fixtures, error paths and the
+real files."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +13,18 @@ import pytest
 
 from squeezebert.data.conll import align_labels, b_to_i_map, iob1_to_iob2, read_conll
 from squeezebert.data.multiple_choice import MultipleChoiceExample, read_swag
-from squeezebert.data.squad import Answer, postprocess_predictions, read_squad
+from squeezebert.data.squad import (
+    Answer,
+    article_range,
+    postprocess_predictions,
+    read_squad,
+    split_by_article,
+    write_article_split,
+)
 from squeezebert.data.tabular import DataError, Example, read_table
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
 
 
 def write(path: Path, text: str) -> Path:
@@ -211,6 +222,150 @@ def test_real_squad_dev():
     assert len(result) == 10570 and result.skipped == 0
     assert result[0].id == "56be4db0acb8001400a502ec" and result[0].answers[0] == Answer("Denver Broncos", 177)
     assert not any(e.is_impossible for e in result)
+
+
+# ---------------------------------------------------------------------------------------------- SQuAD split by article
+
+
+def squad_articles(path: Path, count: int = 48, change: Callable[[list[dict]], None] | None = None) -> Path:
+    """A SQuAD v1.1 file of ``count`` articles ``T0``...: article a has a % 3 + 1 paragraphs of 2 questions."""
+    data = []
+    for a in range(count):
+        paragraphs = []
+        for p in range(a % 3 + 1):
+            context = f"Article {a}, paragraph {p}: the answer is topic {a}."
+            answer = {"text": f"topic {a}", "answer_start": context.index(f"topic {a}")}
+            qas = [{"id": f"q{a}-{p}-{q}", "question": f"Which topic ({q})?", "answers": [dict(answer)]} for q in range(2)]
+            paragraphs.append({"context": context, "qas": qas})
+        data.append({"title": f"T{a}", "paragraphs": paragraphs})
+    if change is not None:
+        change(data)
+    return write(path, json.dumps({"version": "1.1", "data": data}))
+
+
+def keys(examples) -> tuple[set, set, set]:
+    return {e.id for e in examples}, {e.context for e in examples}, {e.title for e in examples}
+
+
+def test_squad_split_default_is_8_eval_then_40_train_found_by_the_squad_task(tmp_path):
+    from squeezebert.finetune.tasks import READERS
+    from squeezebert.tasks import TASKS
+
+    source = squad_articles(tmp_path / "dev-v1.1.json")
+    record = write_article_split(source, tmp_path / "split")
+    train, dev = (read_squad(tmp_path / "split" / name) for name in ("train-v1.1.json", "dev-v1.1.json"))
+    assert [e.title for e in dev][:1] == ["T0"] and sorted({e.title for e in dev}) == [f"T{a}" for a in range(8)]
+    assert (len(train), len(dev)) == (162, 30)  # 2 questions x (1 + 2 + 3 + ...) paragraphs
+    assert all(not (mine & theirs) for mine, theirs in zip(keys(train), keys(dev)))  # ids, contexts, titles
+    assert record == json.loads((tmp_path / "split" / "split.json").read_text())
+    assert {k: record["eval"][k] for k in ("file", "articles", "article_count", "paragraphs", "questions")} == {
+        "file": "dev-v1.1.json", "articles": "0:8", "article_count": 8, "paragraphs": 15, "questions": 30}
+    assert (record["train"]["articles"], record["train"]["article_count"], record["train"]["questions"]) == (
+        "8:48", 40, 162)
+    assert record["train"]["titles"] == [f"T{a}" for a in range(8, 48)]
+    found = READERS["squad"](TASKS["squad"], tmp_path / "split")  # what `finetune --task squad --data-dir` reads
+    assert found.train_path == tmp_path / "split" / "train-v1.1.json"
+    assert found.eval_paths == {"dev": tmp_path / "split" / "dev-v1.1.json"}
+    write_article_split(source, tmp_path / "again")  # deterministic: the same bytes
+    for name in ("train-v1.1.json", "dev-v1.1.json", "split.json"):
+        assert (tmp_path / "split" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+
+
+def test_squad_split_explicit_ranges_and_bad_ones(tmp_path):
+    source = squad_articles(tmp_path / "dev-v1.1.json")
+    split = split_by_article(source, article_range("0:40"), article_range("40:48"))
+    assert [a["title"] for a in split.eval["data"]] == [f"T{a}" for a in range(40, 48)]
+    assert split.train["version"] == "1.1" and len(split.train["data"]) == 40
+    assert (split.record["train"]["questions"], split.record["eval"]["questions"]) == (158, 34)
+    bad = [
+        (lambda: article_range("8-48"), r"article range '8-48' is not START:STOP"),
+        (lambda: split_by_article(source, range(8, 60)), r"train articles 8:60: .*dev-v1\.1\.json has only 48 "
+                                                         r"articles \(0:48\)"),
+        (lambda: split_by_article(source, range(0, 40)), r"train articles 0:40 and eval articles 0:8 overlap "
+                                                         r"\(articles 0:8\)"),
+        (lambda: split_by_article(source, range(8, 48), range(5, 5)), r"eval articles 5:5: need 0 <= START < STOP"),
+        (lambda: split_by_article(source, range(-1, 8), range(8, 9)), r"train articles -1:8: need 0 <= START"),
+    ]
+    for call, message in bad:
+        with pytest.raises(ValueError, match=message) as caught:
+            call()
+        assert "\n" not in str(caught.value)
+
+
+def test_squad_split_refuses_a_shared_passage_title_or_id_and_malformed_files(tmp_path):
+    def same_title(data: list[dict]) -> None:  # each puts something of eval article 2 into train article 10
+        data[10]["title"] = "T2"
+
+    def same_passage(data: list[dict]) -> None:
+        paragraph = json.loads(json.dumps(data[2]["paragraphs"][0]))
+        for qa in paragraph["qas"]:
+            qa["id"] += "-copy"
+        data[10]["paragraphs"].append(paragraph)
+
+    def same_question_id(data: list[dict]) -> None:
+        data[10]["paragraphs"][0]["qas"][0]["id"] = "q2-0-0"
+
+    cases = [
+        (same_title, r"article title 'T2' is in train article 10 and eval article 2"),
+        (same_passage, r"paragraph context 'Article 2, paragraph 0.* is in train article 10 and eval article 2"),
+        (same_question_id, r"question id 'q2-0-0' is in train article 10 and eval article 2"),
+    ]
+    for change, message in cases:
+        with pytest.raises(DataError, match=message):
+            split_by_article(squad_articles(tmp_path / "leak.json", change=change))
+
+    def shift(data: list[dict]) -> None:
+        data[30]["paragraphs"][0]["qas"][1]["answers"][0]["answer_start"] += 1
+
+    with pytest.raises(DataError, match=r"data\[30\]\.paragraphs\[0\]\.qas\[1\] \(id q30-0-1\): answer 'topic 30' "
+                                        r"is not at answer_start"):
+        split_by_article(squad_articles(tmp_path / "shifted.json", change=shift))
+    split_by_article(squad_articles(tmp_path / "shifted.json", change=shift), range(8, 30))  # not chosen: not read
+
+    def no_questions(data: list[dict]) -> None:
+        for paragraph in data[0]["paragraphs"]:
+            paragraph["qas"] = []
+
+    with pytest.raises(DataError, match=r"eval articles 0:1 have no questions"):
+        split_by_article(squad_articles(tmp_path / "empty.json", change=no_questions), range(1, 48), range(0, 1))
+    with pytest.raises(DataError, match=r"broken\.json:1: invalid JSON"):
+        split_by_article(write(tmp_path / "broken.json", '{"data": [1,'))
+    with pytest.raises(DataError, match=r"no top-level 'data' list"):
+        split_by_article(write(tmp_path / "other.json", '{"version": "1.1"}'))
+
+
+def load_squad_split_script():
+    spec = importlib.util.spec_from_file_location("squad_split", ROOT / "benchmarks" / "squad_split.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_squad_split_script_states_the_split_and_fails_in_one_line(tmp_path, capsys):
+    script = load_squad_split_script()
+    source = squad_articles(tmp_path / "dev-v1.1.json")
+    assert script.main(["--source", str(source), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "train train-v1.1.json  articles 8:48   (40 articles, 81 paragraphs, 162 questions): T8, T9," in printed
+    assert "eval  dev-v1.1.json    articles 0:8    (8 articles, 15 paragraphs, 30 questions): T0, T1," in printed
+    assert (tmp_path / "out" / "split.json").is_file()
+    assert script.main(["--source", str(source), "--out", str(tmp_path / "no"), "--eval-articles", "0:60"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("squad_split: error: eval articles 0:60: ") and error.count("\n") == 1
+    assert not (tmp_path / "no").exists()
+
+
+def test_real_squad_dev_split(data_dir, tmp_path):
+    source = data_dir / "squad" / "dev-v1.1.json"
+    if not source.is_file():
+        pytest.skip(f"real SQuAD v1.1 dev not present at {source}")
+    record = write_article_split(source, tmp_path)
+    assert {name: (record[name]["articles"], record[name]["paragraphs"], record[name]["questions"])
+            for name in ("train", "eval")} == {"train": ("8:48", 1584, 7766), "eval": ("0:8", 483, 2804)}
+    assert record["eval"]["titles"][:2] == ["Super_Bowl_50", "Warsaw"] and record["train"]["titles"][-1] == "Force"
+    train, dev = read_squad(tmp_path / "train-v1.1.json"), read_squad(tmp_path / "dev-v1.1.json")
+    assert len(train) + len(dev) == 10570
+    assert all(not (mine & theirs) for mine, theirs in zip(keys(train), keys(dev)))
 
 
 CONTEXT = "Denver Broncos won the game"

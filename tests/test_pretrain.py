@@ -304,6 +304,27 @@ def test_save_initial_is_the_runs_starting_point(tmp_path, corpus):
     assert all(torch.equal(fresh[k], from_init[k]) for k in fresh)
 
 
+def test_sinusoidal_position_init_depends_only_on_distance_and_is_named_when_wrong(tmp_path, corpus):
+    """position_init=sinusoidal: the saved starting point's position table has the normal init's scale and dot
+    products that depend only on the distance between positions (what makes "attend to my neighbour" one linear map
+    away); the default keeps BERT's random table; an unknown value is a named config error."""
+    config_path = write_config(tmp_path / "c.json", tiny_config(corpus, tmp_path / "run"))
+    key = "transformer.embeddings.position_embeddings.weight"
+    tables = {}
+    for init in ("normal", "sinusoidal"):
+        save_initial(load_config(config_path, [f"position_init={init}", "model.initializer_range=0.05"]),
+                     tmp_path / init)
+        tables[init] = load_file(str(tmp_path / init / "model.safetensors"))[key].double()
+    sines, noise = tables["sinusoidal"], tables["normal"]
+    assert abs(sines.std().item() - 0.05) < 0.01 and abs(noise.std().item() - 0.05) < 0.01
+    for table, relative in ((sines, True), (noise, False)):
+        near, far = table[3] @ table[4], table[40] @ table[41]
+        assert torch.isclose(near, far, rtol=1e-6) == relative
+    assert sines[10] @ sines[11] > sines[10] @ sines[30]          # neighbours are closer than distant positions
+    with pytest.raises(PretrainConfigError, match="position_init must be one of"):
+        load_config(config_path, ["position_init=rotary"])
+
+
 def _worker(rank: int, world: int, port: int, config_path: str, report: str) -> None:
     config = json.loads(Path(config_path).read_text())
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",

@@ -1,4 +1,5 @@
-"""SQuAD v1.1 / v2.0: the JSON reader, the official answer normalisation and EM/F1, and n-best span selection.
+"""SQuAD v1.1 / v2.0: the JSON reader, a split by article, the official answer normalisation and EM/F1, and
+n-best span selection.
 
 Scoring follows the algorithm of the official evaluation scripts: an answer is normalised by lower-casing,
 dropping ASCII punctuation, dropping the articles a/an/the and collapsing whitespace; exact match and
@@ -8,6 +9,8 @@ empty answer, which only an empty prediction matches (EM = F1 = 1).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import string
@@ -19,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..fileio import write_json, write_text
 from .tabular import DataError, ReadResult, RowSkipper, open_text, parse_json
 
 
@@ -44,26 +48,38 @@ def read_squad(path: str | Path, *, skip_bad_rows: bool = False) -> ReadResult[S
     with missing fields) is a DataError naming the question, or with ``skip_bad_rows`` a counted, logged skip.
     v2.0's ``is_impossible`` questions have no answers (``plausible_answers`` are not read).
     """
+    document = _document(path)
+    skipper = RowSkipper(path, skip_bad_rows)
+    examples = [example for a, article in enumerate(document["data"])
+                for example in _article_examples(article, a, path, skipper)]
+    skipper.report()
+    if not examples:
+        raise DataError(path, None, "no questions")
+    return ReadResult(examples, len(skipper.lines), [], None, str(path))
+
+
+def _document(path: str | Path) -> dict:
+    """The parsed file, checked to be a SQuAD document with at least one article."""
     with open_text(path) as handle:
         document = parse_json(handle.read(), path, None)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise DataError(path, None, "not a SQuAD file: no top-level 'data' list")
     if not document["data"]:
         raise DataError(path, None, "empty file (no articles in 'data')")
-    skipper = RowSkipper(path, skip_bad_rows)
-    examples: list[SquadExample] = []
-    for a, article in enumerate(document["data"]):
-        for p, paragraph in enumerate(_children(article, "paragraphs", f"data[{a}]", path, skipper)):
-            for q, qa in enumerate(_children(paragraph, "qas", f"data[{a}].paragraphs[{p}]", path, skipper)):
-                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                try:
-                    examples.append(_example(article, paragraph, qa, where, path))
-                except DataError as error:
-                    skipper(error)
-    skipper.report()
-    if not examples:
-        raise DataError(path, None, "no questions")
-    return ReadResult(examples, len(skipper.lines), [], None, str(path))
+    return document
+
+
+def _article_examples(article: Any, a: int, path: str | Path, skipper: RowSkipper) -> list[SquadExample]:
+    """One example per question of article ``a`` (``data[a]``); a malformed one goes to ``skipper``."""
+    examples = []
+    for p, paragraph in enumerate(_children(article, "paragraphs", f"data[{a}]", path, skipper)):
+        for q, qa in enumerate(_children(paragraph, "qas", f"data[{a}].paragraphs[{p}]", path, skipper)):
+            where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+            try:
+                examples.append(_example(article, paragraph, qa, where, path))
+            except DataError as error:
+                skipper(error)
+    return examples
 
 
 def _children(parent: Any, key: str, where: str, path: str | Path, skipper: RowSkipper) -> list:
@@ -101,6 +117,113 @@ def _example(article: dict, paragraph: dict, qa: Any, where: str, path: str | Pa
     if not answers and not is_impossible:
         raise DataError(path, None, f"{where} (id {qid}): no answers and not marked is_impossible")
     return SquadExample(qid, str(article.get("title", "")), context, qa["question"], answers, is_impossible)
+
+
+# ---------------------------------------------------------------------------------------------- split by article
+
+# SQuAD v1.1 has only its dev file in ../shared/data (48 articles), so QA trains and evaluates on two parts of it cut
+# by article. The first 8 articles (2,804 questions) evaluate and the next 40 (7,766) train: evaluated articles come
+# first so that they stay the same whatever number of articles is trained on.
+EVAL_ARTICLES = range(0, 8)
+TRAIN_ARTICLES = range(8, 48)
+
+
+class ArticleSplit(NamedTuple):
+    """Two SQuAD documents cut from one file by article, and the record of the cut (``split.json``)."""
+
+    train: dict
+    eval: dict
+    record: dict
+
+
+def article_range(text: str) -> range:
+    """``"8:48"`` -> ``range(8, 48)``: article indices, 0-based in file order, STOP excluded."""
+    start, _, stop = text.partition(":")
+    try:
+        return range(int(start), int(stop))
+    except ValueError:
+        raise ValueError(f"article range {text!r} is not START:STOP (0-based, STOP excluded, e.g. 8:48)") from None
+
+
+def split_by_article(path: str | Path, train: range = TRAIN_ARTICLES, evaluate: range = EVAL_ARTICLES
+                     ) -> ArticleSplit:
+    """Cut one SQuAD file into a training and an evaluation document by article (0-based indices, file order).
+
+    Each side keeps its articles whole and in file order under the source's ``version``; articles in neither range
+    are left out. A range that is empty, outside the file or overlapping the other is a ValueError. Every question of
+    the chosen articles must read as :func:`read_squad` reads it, each side must have questions, and no article
+    title, paragraph context or question id may be on both sides (a passage filed under two titles would leak): each
+    a DataError naming what is wrong. The cut depends on the file and the ranges alone.
+    """
+    document = _document(path)
+    articles, parts = document["data"], {"train": train, "eval": evaluate}
+    for name, chosen in parts.items():
+        if chosen.step != 1 or not 0 <= chosen.start < chosen.stop:
+            raise ValueError(f"{name} articles {_span(chosen)}: need 0 <= START < STOP")
+        if chosen.stop > len(articles):
+            raise ValueError(f"{name} articles {_span(chosen)}: {path} has only {len(articles)} articles "
+                             f"(0:{len(articles)})")
+    if set(train) & set(evaluate):
+        both = range(max(train.start, evaluate.start), min(train.stop, evaluate.stop))
+        raise ValueError(f"train articles {_span(train)} and eval articles {_span(evaluate)} overlap "
+                         f"(articles {_span(both)})")
+    skipper = RowSkipper(path, skip_bad_rows=False)
+    sides = {name: {a: _article_examples(articles[a], a, path, skipper) for a in chosen}
+             for name, chosen in parts.items()}
+    _check_disjoint(sides["train"], sides["eval"], path)
+    record: dict[str, Any] = {
+        "source": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "source_articles": len(articles),
+        "rule": "articles by 0-based index in file order, STOP excluded; no article title, paragraph context or "
+                "question id on both sides",
+    }
+    for name, chosen in parts.items():
+        questions = sum(len(examples) for examples in sides[name].values())
+        if not questions:
+            raise DataError(path, None, f"{name} articles {_span(chosen)} have no questions")
+        record[name] = {"articles": _span(chosen), "article_count": len(chosen),
+                        "paragraphs": sum(len(articles[a].get("paragraphs", [])) for a in chosen),
+                        "questions": questions, "titles": [str(articles[a].get("title", "")) for a in chosen]}
+    train_part, eval_part = ({"version": document.get("version"), "data": articles[chosen.start : chosen.stop]}
+                             for chosen in (train, evaluate))
+    return ArticleSplit(train_part, eval_part, record)
+
+
+def write_article_split(path: str | Path, out_dir: str | Path, train: range = TRAIN_ARTICLES,
+                        evaluate: range = EVAL_ARTICLES) -> dict:
+    """:func:`split_by_article` written where ``squeezebert finetune --task squad --data-dir OUT_DIR`` finds it.
+
+    The files are ``train-v1.1.json`` and ``dev-v1.1.json`` (``-v2.0`` for a v2.0 source, plain ``train.json`` /
+    ``dev.json`` for any other version), then ``split.json``, the record, last. Returns the record.
+    """
+    split = split_by_article(path, train, evaluate)
+    suffix = {"1.1": "-v1.1", "v2.0": "-v2.0"}.get(str(split.train["version"]), "")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(split.record)
+    for name, file, document in (("train", f"train{suffix}.json", split.train),
+                                 ("eval", f"dev{suffix}.json", split.eval)):
+        write_text(out / file, json.dumps(document) + "\n")
+        record[name] = {"file": file, **record[name]}
+    write_json(out / "split.json", record)
+    return record
+
+
+def _span(chosen: range) -> str:
+    return f"{chosen.start}:{chosen.stop}" if chosen.step == 1 else str(chosen)
+
+
+def _check_disjoint(train: dict[int, list[SquadExample]], evaluate: dict[int, list[SquadExample]],
+                    path: str | Path) -> None:
+    """No article title, paragraph context or question id of an eval article is in a train article."""
+    for what, key in (("article title", "title"), ("paragraph context", "context"), ("question id", "id")):
+        seen = {getattr(example, key): a for a, examples in train.items() for example in examples}
+        for a, examples in evaluate.items():
+            for example in examples:
+                value = getattr(example, key)
+                if value in seen:
+                    raise DataError(path, None, f"{what} {value!r:.60} is in train article {seen[value]} and "
+                                                f"eval article {a}")
 
 
 # ---------------------------------------------------------------------------------------------- scoring

@@ -2,7 +2,7 @@
 
 ``for_inference(model, precision)`` returns an :class:`InferenceModel` that shares the model's definition:
 
-- ``fp32``: the model as it is (projections run as oneDNN grouped convolutions).
+- ``fp32``: the model as it is (each grouped projection one batched matmul over its groups).
 - ``bf16``: every grouped projection swapped for a bf16 batched matmul (oneDNN, AVX512-BF16), the two attention
   products in bf16; embeddings, LayerNorms, softmax, residuals and heads stay fp32. Only on CPUs with native bf16
   (AVX512-BF16 / AMX): elsewhere it is emulated and slower than fp32, so it is refused with an error saying so

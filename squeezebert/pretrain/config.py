@@ -20,6 +20,11 @@ from ..typed_config import RecipeConfigError, build, coerce, parse_text, read_ta
 # raises, under the name pretraining's callers catch.
 PretrainConfigError = RecipeConfigError
 
+# How a fresh model's position embeddings start: "normal" is BERT's N(0, initializer_range); "sinusoidal" starts them
+# as the Transformer's sine/cosine table (same scale), whose dot products depend on the distance between positions,
+# so attention can learn "look at my neighbours" by a linear map instead of first discovering an order from noise.
+POSITION_INITS = ("normal", "sinusoidal")
+
 
 @dataclass
 class PhaseConfig:
@@ -56,6 +61,7 @@ class PretrainConfig:
     model_preset: str = "squeezebert-uncased"
     model: dict[str, Any] = field(default_factory=dict)  # SqueezeBertConfig overrides
     init_from: str | None = None                       # start from these weights instead of a fresh model
+    position_init: str = "normal"                      # normal | sinusoidal: how a fresh model's positions start
     # optimisation (the one training loop's options)
     optimizer: str = "lamb"
     weight_decay: float = 0.01
@@ -95,6 +101,8 @@ class PretrainConfig:
             problems += phase.check(f"{where}: phases[{i}]")
         if self.documents not in DOCUMENT_MODES:
             problems.append(f"{where}: documents must be one of {DOCUMENT_MODES}, got {self.documents!r}")
+        if self.position_init not in POSITION_INITS:
+            problems.append(f"{where}: position_init must be one of {POSITION_INITS}, got {self.position_init!r}")
         if self.precision not in TRAINING_PRECISIONS:
             problems.append(f"{where}: precision must be one of {TRAINING_PRECISIONS}, got {self.precision!r}")
         if not 0 < self.mask_prob < 1:
@@ -149,4 +157,4 @@ def apply_override(config: PretrainConfig, item: str) -> None:
     setattr(config, parts[0], coerce(parse_text(text, hints[parts[0]]), hints[parts[0]], where))
 
 
-__all__ = ["PhaseConfig", "PretrainConfig", "PretrainConfigError", "apply_override", "load_config"]
+__all__ = ["POSITION_INITS", "PhaseConfig", "PretrainConfig", "PretrainConfigError", "apply_override", "load_config"]

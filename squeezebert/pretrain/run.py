@@ -147,7 +147,21 @@ def build_model(config: PretrainConfig, tokenizer: Tokenizer) -> SqueezeBertForP
     if longest > model_config.max_position_embeddings:
         raise PretrainConfigError(f"phase seq_len {longest} exceeds max_position_embeddings "
                                   f"{model_config.max_position_embeddings}")
-    return SqueezeBertForPreTraining(model_config)
+    model = SqueezeBertForPreTraining(model_config)
+    if config.position_init == "sinusoidal":
+        table = model.transformer.embeddings.position_embeddings.weight
+        with torch.no_grad():
+            table.copy_(sinusoidal_positions(*table.shape) * model_config.initializer_range)
+    return model
+
+
+def sinusoidal_positions(positions: int, dim: int) -> Tensor:
+    """The Transformer's position table, scaled to unit variance per element (the normal init's scale after
+    multiplying by initializer_range): row p is sin/cos of p / 10000^(2i/dim), interleaved."""
+    angles = torch.arange(positions, dtype=torch.float64)[:, None] / 10000 ** (torch.arange(0, dim, 2) / dim)
+    table = torch.zeros(positions, dim, dtype=torch.float64)
+    table[:, 0::2], table[:, 1::2] = torch.sin(angles), torch.cos(angles[:, : dim // 2])
+    return (table * math.sqrt(2)).float()
 
 
 def save_initial(config: PretrainConfig, directory: str | Path) -> Path:
