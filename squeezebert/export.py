@@ -138,7 +138,9 @@ class ExportReport:
                  f"outputs: {', '.join(self.outputs)})"]
         for r in self.parity:
             lines.append(f"  parity {r['shape'][0]}x{r['shape'][1]} {r['output']}: max abs diff "
-                         f"{r['max_abs_diff']:.2e}, cosine {r['cosine']:.6f} ({'ok' if r['ok'] else 'FAIL'})")
+                         f"{r['max_abs_diff']:.2e}, cosine {r['cosine']:.6f}"
+                         + (f" (all shapes {r['pooled_cosine']:.6f})" if "pooled_cosine" in r else "")
+                         + f" ({'ok' if r['ok'] else 'FAIL'})")
         return "\n".join(lines)
 
 
@@ -217,7 +219,7 @@ def check_onnx(model: SqueezeBertPreTrainedModel, path: str | Path, int8: bool =
                shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES) -> list[dict[str, Any]]:
     """Run the ONNX file and the PyTorch model on padded batches of several shapes; one row per shape and output.
     fp32 passes at max abs diff <= FP32_TOLERANCE on real (unpadded) positions; int8 when the cosine similarity of
-    each whole output to fp32 is >= INT8_MIN_COSINE."""
+    each output to fp32, over all the shapes together, is >= INT8_MIN_COSINE."""
     session = onnx_session(path)
     names = [o.name for o in session.get_outputs()]
 
@@ -232,7 +234,7 @@ def parity_rows(model: SqueezeBertPreTrainedModel, names: list[str], run: Any, w
     """Compare an exported program (``run(ids, mask, types)`` -> its outputs, in ``names`` order) with the model
     on padded batches of several shapes; one row per shape and output. A shape mismatch means an axis was baked
     in at export: an error, not a row."""
-    rows = []
+    rows, pooled = [], {name: ([], []) for name in names}
     for batch, seq in shapes:
         seq = min(seq, model.config.max_position_embeddings)
         ids, mask, types = example_inputs(model.config, batch, seq, seed=1)
@@ -246,8 +248,19 @@ def parity_rows(model: SqueezeBertPreTrainedModel, names: list[str], run: Any, w
             if a.dim() == 3 or name in ("start_logits", "end_logits"):  # padded positions are not compared
                 a, b = a[mask.bool()], b[mask.bool()]
             diff, cos = _compare(a, b)
-            ok = cos >= INT8_MIN_COSINE if int8 else diff <= FP32_TOLERANCE
-            rows.append({"shape": [batch, seq], "output": name, "max_abs_diff": diff, "cosine": cos, "ok": ok})
+            pooled[name][0].append(a.flatten())
+            pooled[name][1].append(b.flatten())
+            rows.append({"shape": [batch, seq], "output": name, "max_abs_diff": diff, "cosine": cos,
+                         "ok": diff <= FP32_TOLERANCE})
+    if int8:
+        # One verdict per output, on its values at every checked shape together: the cosine of one sequence's two
+        # class logits alone means nothing when they are near zero (seen: 0.41 at 1x7 on a student whose 3x33 and
+        # 4x128 outputs scored 0.97 and 0.99), while a broken graph is off at every shape.
+        for name, (a, b) in pooled.items():
+            cos = _compare(torch.cat(a), torch.cat(b))[1]
+            for r in rows:
+                if r["output"] == name:
+                    r.update(pooled_cosine=cos, ok=cos >= INT8_MIN_COSINE)
     return rows
 
 

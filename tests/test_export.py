@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from helpers import perturbed
 
 from squeezebert.cli import main
 from squeezebert.export import (FP32_TOLERANCE, INT8_MIN_COSINE, TRACE_SHAPE, check_onnx, example_inputs,
-                                export, export_onnx, export_program, onnx_session)
+                                export, export_onnx, export_program, onnx_session, parity_rows)
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[export]')")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install '.[export]')")
@@ -68,6 +70,33 @@ def test_int8_onnx_is_quantised_and_close(classifier_onnx):
     assert all(r["ok"] and r["cosine"] >= max(INT8_MIN_COSINE, 0.99) for r in int8.parity)
     assert any(r["max_abs_diff"] > FP32_TOLERANCE for r in int8.parity)  # really quantised, not the fp32 graph
     assert all(r["ok"] for r in check_onnx(model, int8.path, int8=True, shapes=((2, 9),)))
+
+
+def test_int8_verdict_pools_the_shapes_so_one_near_zero_logit_pair_cannot_fail_it(classifier_onnx):
+    """An int8 export is judged per output over all checked shapes together: one short sequence whose logits sit
+    near zero (a near tie: its own cosine means nothing) passes when the rest agree; a graph off everywhere fails."""
+    class NearTieAtBatchOne(torch.nn.Module):  # what a near-tie classifier answers: tiny logits for the 1x7 input
+        config = classifier_onnx[0].config
+
+        def forward(self, ids, mask, types):
+            pattern = torch.tensor([3.0, -2.0, 1.0]).expand(len(ids), 3)
+            return SimpleNamespace(logits=pattern * (0.01 if len(ids) == 1 else 1.0))
+
+    model, shapes = NearTieAtBatchOne(), ((1, 7), (3, 33), (4, 128))
+
+    def exported(error_at_batch_one: bool, flip: bool = False):
+        def run(ids, mask, types):
+            logits = model(ids, mask, types).logits.clone()
+            if error_at_batch_one and len(ids) == 1:
+                logits += torch.tensor([-0.05, 0.05, 0.0])  # int8 noise larger than the tiny logits themselves
+            return [-logits if flip else logits]
+        return run
+
+    near_tie = parity_rows(model, ["logits"], exported(True), "test", int8=True, shapes=shapes)
+    assert near_tie[0]["cosine"] < INT8_MIN_COSINE and all(r["ok"] for r in near_tie)
+    assert all(r["pooled_cosine"] > 0.99 for r in near_tie)
+    broken = parity_rows(model, ["logits"], exported(False, flip=True), "test", int8=True, shapes=shapes)
+    assert not any(r["ok"] for r in broken)
 
 
 def test_failed_parity_check_raises_and_writes_nothing(classifier_onnx, tmp_path):
