@@ -78,6 +78,10 @@ class DistillConfig(RecipeConfig):
                                      "MNLI-stage student) or a preset")
     groups: str = option("paper", "groups when squeezing (see squeezebert squeeze --help)")
     calibrate: int = option(256, "training examples for the squeeze fit (0: none)")
+    augment: int = option(0, "perturbed copies of each training example, labelled by the teacher, added to the "
+                             "training set (sentence and pair tasks; see squeezebert.distill.augment)")
+    augment_rate: float = option(0.1, "with --augment: the chance of each word being dropped, and of it being "
+                                      "replaced; the share of positions swapped")
     # loss weights; None: the mode's default (DistillWeights.task() or .general())
     gt_weight: float | None = option(None, "weight of the gold-label loss (task default 0.5)")
     kd_weight: float | None = option(None, "weight of soft-label KD on logits (task default 0.5)")

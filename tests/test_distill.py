@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,54 @@ def test_attentions_stay_distributions_in_training_mode():
     teacher.load_state_dict(model.state_dict())
     loss, _ = DistillLoss(teacher, DistillWeights(0, 0, 1, 0, 1, 0), model.config, teacher.config)(model, inputs)
     assert loss < 1e-5  # same weights: dropout changes the context, not the attention distributions
+
+
+def test_perturbed_copies_are_seeded_never_empty_and_keep_pairs_apart():
+    from squeezebert.data.tabular import Example
+    from squeezebert.distill.augment import augment_examples, perturb
+
+    rng = random.Random(0)
+    assert perturb("one", ["x"], rng, 0.49) in {"one", "x"}  # a lone word may be replaced but never vanishes
+    pairs = [Example("a", "the cat sat on the mat today", "a dog ran", "1"),
+             Example("c", "birds sing in the morning", "cats sleep all day", "0")]
+    copies = augment_examples(pairs, 3, rate=0.3, seed=1)
+    assert [c.guid for c in copies] == ["a-aug0", "a-aug1", "a-aug2", "c-aug0", "c-aug1", "c-aug2"]
+    assert copies == augment_examples(pairs, 3, rate=0.3, seed=1)  # seeded
+    assert copies != augment_examples(pairs, 3, rate=0.3, seed=2)
+    assert any(c.text_a != pairs[0].text_a for c in copies[:3]) and all(c.text_b for c in copies)
+    words = {w for e in pairs for w in (e.text_a + " " + e.text_b).split()}
+    assert all(set((c.text_a + " " + c.text_b).split()) <= words for c in copies)  # replacements from the data
+    with pytest.raises(ValueError, match="rate"):
+        augment_examples(pairs, 1, rate=0.6)
+
+
+def test_distill_with_augment_trains_on_teacher_labelled_copies(tmp_path, tiny_teacher):
+    from squeezebert.distill.distill import distill
+    from squeezebert.finetune.tasks import load_task, model_outputs
+
+    results = distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "student", epochs=1, batch_size=32, lr=1e-3,
+                      limit_train=48, limit_eval=16, calibrate=0, augment=2, **FAST)
+    assert results["augmented"]["copies"] == 96 and results["train_examples"] == 144
+    assert results["steps"] == 5  # 144 examples in batches of 32
+    # the copies' labels are the teacher's classes: check them against the teacher directly
+    from squeezebert.distill.augment import teacher_label, transfer_set
+
+    teacher = load_model(tiny_teacher)
+    data = load_task("sst2", SAMPLE, Tokenizer.from_pretrained(tiny_teacher), limit_train=48, limit_eval=16)
+    copies, changed = transfer_set(teacher, data, 2, seed=42)
+    predicted = [int(o.argmax()) for o in model_outputs(teacher, copies, data.collate)]
+    assert [c["labels"] for c in copies] == predicted and 0 <= changed <= 1
+    for c, p in zip(copies, predicted):  # every label wrong: the teacher overwrites all, and says it changed all
+        c["labels"] = 1 - p
+    assert teacher_label(teacher, copies, data) == 1.0 and [c["labels"] for c in copies] == predicted
+    with pytest.raises(ValueError, match="only sentence and sentence-pair"):  # NER tags / QA spans would break
+        transfer_set(teacher, dataclasses.replace(data, kind="token"), 1)
+
+
+def test_augment_is_refused_for_general_distillation(tmp_path, tiny_teacher, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one line of text\n")
+    assert main(["distill", "--teacher", str(tiny_teacher), "--task", "general", "--data-dir", str(corpus),
+                 "--augment", "1", "--out", str(tmp_path / "g"), "--no-progress"]) == 2
+    assert "--augment is for task distillation" in capsys.readouterr().err
+    assert not (tmp_path / "g" / "results.json").exists()

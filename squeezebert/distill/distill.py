@@ -34,6 +34,7 @@ from ..recipe_config import GENERAL, SQUEEZE, DistillConfig
 from ..tokenizer import Tokenizer
 from ..train.loop import LossFn, TrainResult
 from ..typed_config import load
+from .augment import transfer_set
 from .losses import DistillLoss, DistillWeights
 from .squeeze import squeeze
 
@@ -112,9 +113,21 @@ class DistillRecipe(Recipe):
     def prepare(self) -> None:
         """The teacher (checked against the task) and the training batches squeezing fits on."""
         c = self.config
+        if c.augment and c.general:
+            raise ValueError(f"--augment is for task distillation; --task {GENERAL} has no labels to copy")
         self.teacher = load_model(c.teacher, head="base") if c.general else self._task_teacher()
         self.calibration = calibration_batches(self.features, self.tokenizer.pad_token_id, c.calibrate) \
             if c.calibrate else None
+        self.augmented: dict[str, Any] | None = None
+        if c.augment:
+            copies, changed = transfer_set(self.teacher, self.data, c.augment, c.augment_rate, c.seed,
+                                           c.eval_batch_size)
+            # teacher_changed: the share of copies whose class the teacher changed, or (regression) the mean change
+            # of their score
+            self.augmented = {"copies": len(copies), "rate": c.augment_rate, "teacher_changed": round(changed, 4)}
+            log.info("augment: %d teacher-labelled copies of %d training examples (teacher changed: %.4f)",
+                     len(copies), len(self.data.train), changed)
+            self.data.train = self.data.train + copies
 
     def build(self) -> SqueezeBertPreTrainedModel:
         """The student (timed: squeezing fits least squares); it and the teacher are scored on dev before
@@ -159,7 +172,9 @@ class DistillRecipe(Recipe):
                       weights=vars(self.weights), max_length=c.max_length)
         if c.general:
             return dict(corpus=c.data_dir, limit_texts=c.limit_train, **common)
-        return dict(task=self.data.name, limit_train=c.limit_train, task_options=c.load_options() or None, **common)
+        augment = {"augment": c.augment, "augment_rate": c.augment_rate} if c.augment else {}  # older runs resume
+        return dict(task=self.data.name, limit_train=c.limit_train, task_options=c.load_options() or None,
+                    **augment, **common)
 
     def fields(self, result: TrainResult, evals: list[dict], best: dict | None, dev: dict | None) -> dict[str, Any]:
         c = self.config
@@ -182,6 +197,7 @@ class DistillRecipe(Recipe):
             "best_step": best["step"] if best else None,
             "weights": vars(self.weights),
             "squeeze_seconds": round(self.squeeze_seconds, 2),
+            "augmented": self.augmented,
         }
 
 

@@ -252,6 +252,7 @@ class TaskData:
     read_split: Callable[[Path, str], Sequence] | None = field(default=None, repr=False)
     predict_features: dict[str, list[dict]] = field(default_factory=dict, repr=False)  # splits read on demand
     progress: bool = False  # a progress bar over the batches of evaluate / predict
+    train_examples: Sequence = field(default=(), repr=False)  # the examples behind ``train`` (distillation's copies)
 
     def eval_splits(self, split: str = "dev") -> list[str]:
         """``split`` itself, or every eval split whose name starts with it (``dev`` -> MNLI's two dev sets)."""
@@ -620,4 +621,5 @@ def _task_data(entry: Task, source: _Source, tokenizer: Tokenizer, max_length: i
         max_length=max_length,
         split_files=source.find,
         read_split=source.read,
+        train_examples=train_examples,
     )
