@@ -72,8 +72,24 @@ TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/re
 }
 GENERAL = ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", f"{DATA}/corpus",
            "--max-length", "128", "--max-steps", "600", "--eval-every", "200", "--lr", "3e-4", "--calibrate", "1024"]
+# general distillation continued from that student for 4,000 more steps (about 4 h here, so it spans sessions: run
+# the same command again and it resumes from its last checkpoint, written every 100 steps)
+GENERAL_LONG = ["distill", "--task", "general", "--teacher", MINILM, "--student", f"{OUT}/general/best", "--data-dir",
+                f"{DATA}/corpus", "--max-length", "128", "--max-steps", "4000", "--eval-every", "100", "--lr", "3e-4",
+                "--calibrate", "0"]
 STUDENT_OPTIONS = ["--student", f"{OUT}/general/best", "--lr", "2e-4", "--calibrate", "0"]
-STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "2", "squad": "2", "qnli": "3"}
+# SST-2: one epoch (2,105 steps), evaluated every 700 steps as its teacher was; two epochs did not fit one 3-hour
+# session on the 2-core machine beside the other runs
+STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "1", "squad": "2", "qnli": "3"}
+STUDENT_EXTRA = {"squad": ["--batch-size", "16", "--doc-stride", "64"], "sst2": ["--eval-every", "700"]}
+# the small tasks again with a teacher-labelled transfer set (squeezebert.distill.augment): 2 perturbed copies of
+# each example and a third of the epochs, so the same number of steps as the plain run
+AUGMENT = {"stsb": {"copies": 2, "epochs": 2}, "mrpc": {"copies": 2, "epochs": 2}}
+
+
+def student(task: str, epochs: str, *extra: str) -> list[str]:
+    return ["distill", "--teacher", f"{OUT}/teacher-{task}/best", *data_args(task), *STUDENT_OPTIONS,
+            "--epochs", epochs, *extra, *STUDENT_EXTRA.get(task, [])]
 
 
 def runs() -> dict[str, list[str]]:
@@ -81,10 +97,11 @@ def runs() -> dict[str, list[str]]:
     for task, options in TEACHER_OPTIONS.items():
         table[f"teacher-{task}"] = ["finetune", "--model", MINILM, *data_args(task), *options]
     table["general"] = GENERAL
+    table["general-long"] = GENERAL_LONG
     for task in TEACHER_OPTIONS:
-        extra = ["--batch-size", "16", "--doc-stride", "64"] if task == "squad" else []
-        table[f"student-{task}"] = ["distill", "--teacher", f"{OUT}/teacher-{task}/best", *data_args(task),
-                                    *STUDENT_OPTIONS, "--epochs", STUDENT_EPOCHS[task], *extra]
+        table[f"student-{task}"] = student(task, STUDENT_EPOCHS[task])
+    for task, aug in AUGMENT.items():
+        table[f"student-{task}-aug"] = student(task, str(aug["epochs"]), "--augment", str(aug["copies"]))
     return table
 
 
@@ -140,7 +157,7 @@ def int8_scores(names: list[str]) -> None:
     from squeezebert.finetune.run import evaluate
 
     for name in names:
-        task = name.removeprefix("student-")
+        task = name.removeprefix("student-").removesuffix("-aug")
         out = OUT / name / "int8.json"
         if not name.startswith("student-") or not (OUT / name / "results.json").exists() or out.exists():
             continue
@@ -182,8 +199,8 @@ def collect() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     rows = []
     keep = ("task", "metric", "best_metric", "best_step", "dev", "teacher_dev", "student_dev_before", "student_dev",
-            "steps", "epochs", "train_examples", "eval_examples", "train_wall_seconds", "wall_seconds", "command",
-            "date", "machine", "texts", "final_losses")
+            "steps", "epochs", "train_examples", "eval_examples", "augmented", "train_wall_seconds", "wall_seconds",
+            "command", "date", "machine", "texts", "final_losses")
     for name in runs():
         path = OUT / name / "results.json"
         if not path.exists():
@@ -200,11 +217,22 @@ def collect() -> None:
         t = json.loads(teacher.read_text())
         s = json.loads(student.read_text()) if student.exists() else {}
         metric = spec["metric"]
+        scale = 0.01 if task == "squad" else 1.0  # SQuAD's official script scores 0..100; the summary is 0..1
+
+        def score(scores: dict | None) -> float | None:
+            value = (scores or {}).get(metric)
+            return None if value is None else value * scale
+
         rows.append({"task": task, "metric": metric,
-                     "teacher": (t.get("dev") or {}).get(metric),
-                     "student": (s.get("dev") or s.get("student_dev") or {}).get(metric),
-                     "student_int8": (s.get("int8") or {}).get(metric),
+                     "teacher": score(t.get("dev")),
+                     "student": score(s.get("dev") or s.get("student_dev")),
+                     "student_int8": score(s.get("int8")),
                      "speedup": None, "teacher_cmd": t.get("command"), "student_cmd": s.get("command")})
+        augmented = DOCS / f"acc-student-{task}-aug.json"
+        if augmented.exists():  # the same student run with a teacher-labelled transfer set (--augment)
+            a = json.loads(augmented.read_text())
+            rows[-1] |= {"student_augmented": score(a.get("student_dev")),
+                         "student_augmented_int8": score(a.get("int8")), "student_augmented_cmd": a.get("command")}
     speed = DOCS / "acc-speed.json"
     if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]
