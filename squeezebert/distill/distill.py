@@ -87,6 +87,8 @@ class DistillRecipe(Recipe):
         return load_tokenizer(self.config.teacher)
 
     def load_data(self) -> None:
+        if self.config.general and self.config.augment:
+            raise ValueError(f"--augment is for task distillation; --task {GENERAL} has no labels to copy")
         if self.config.general:
             if not self.config.data_dir:
                 raise ValueError(f"--task {GENERAL} needs --data-dir: a folder of .txt files (or one file)")
@@ -113,8 +115,6 @@ class DistillRecipe(Recipe):
     def prepare(self) -> None:
         """The teacher (checked against the task) and the training batches squeezing fits on."""
         c = self.config
-        if c.augment and c.general:
-            raise ValueError(f"--augment is for task distillation; --task {GENERAL} has no labels to copy")
         self.teacher = load_model(c.teacher, head="base") if c.general else self._task_teacher()
         self.calibration = calibration_batches(self.features, self.tokenizer.pad_token_id, c.calibrate) \
             if c.calibrate else None
