@@ -47,7 +47,10 @@ ORT_BERT_INT8 = "onnxruntime BERT-base int8 (quantize_dynamic)"
 ORT_SQUEEZEBERT_FP32 = "onnxruntime SqueezeBERT fp32 (transformers export)"
 TORCH_BERT_INT8 = "torch BERT-base int8 (quantize_dynamic)"
 HF_SQUEEZEBERT = "transformers SqueezeBERT fp32"
-PAUSE_S = 0.02  # between two workers' calls: lets the previous one's thread pool stop spinning
+# Between two workers' calls, so the previous one's thread pool has stopped spinning: onnxruntime's pool spins
+# after a run, and with 20 ms here the next worker ran 1.3x slower (ours int8 ONNX 75.9 ms at 1 x 128 vs 53.7 with
+# 100 ms and 55-57 alone; BERT-base int8 132 vs 114-117; AVX2, 2 threads, 2026-12-01).
+PAUSE_S = 0.1
 
 
 @dataclass
