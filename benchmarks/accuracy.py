@@ -85,10 +85,13 @@ STUDENT_EXTRA = {"squad": ["--batch-size", "16", "--doc-stride", "64"], "sst2": 
 # the small tasks again with a teacher-labelled transfer set (squeezebert.distill.augment): 2 perturbed copies of
 # each example and a third of the epochs, so the same number of steps as the plain run
 AUGMENT = {"stsb": {"copies": 2, "epochs": 2}, "mrpc": {"copies": 2, "epochs": 2}}
+# the same students from the longer general distillation (general-long), once it has finished
+LONG = ("stsb", "conll", "sst2", "mrpc")
 
 
-def student(task: str, epochs: str, *extra: str) -> list[str]:
-    return ["distill", "--teacher", f"{OUT}/teacher-{task}/best", *data_args(task), *STUDENT_OPTIONS,
+def student(task: str, epochs: str, *extra: str, general: str = f"{OUT}/general/best") -> list[str]:
+    options = [general if a == f"{OUT}/general/best" else a for a in STUDENT_OPTIONS]
+    return ["distill", "--teacher", f"{OUT}/teacher-{task}/best", *data_args(task), *options,
             "--epochs", epochs, *extra, *STUDENT_EXTRA.get(task, [])]
 
 
@@ -102,6 +105,8 @@ def runs() -> dict[str, list[str]]:
         table[f"student-{task}"] = student(task, STUDENT_EPOCHS[task])
     for task, aug in AUGMENT.items():
         table[f"student-{task}-aug"] = student(task, str(aug["epochs"]), "--augment", str(aug["copies"]))
+    for task in LONG:
+        table[f"student-{task}-long"] = student(task, STUDENT_EPOCHS[task], general=f"{OUT}/general-long/best")
     return table
 
 
@@ -157,7 +162,7 @@ def int8_scores(names: list[str]) -> None:
     from squeezebert.finetune.run import evaluate
 
     for name in names:
-        task = name.removeprefix("student-").removesuffix("-aug")
+        task = name.removeprefix("student-").removesuffix("-aug").removesuffix("-long")
         out = OUT / name / "int8.json"
         if not name.startswith("student-") or not (OUT / name / "results.json").exists() or out.exists():
             continue
@@ -228,11 +233,13 @@ def collect() -> None:
                      "student": score(s.get("dev") or s.get("student_dev")),
                      "student_int8": score(s.get("int8")),
                      "speedup": None, "teacher_cmd": t.get("command"), "student_cmd": s.get("command")})
-        augmented = DOCS / f"acc-student-{task}-aug.json"
-        if augmented.exists():  # the same student run with a teacher-labelled transfer set (--augment)
-            a = json.loads(augmented.read_text())
-            rows[-1] |= {"student_augmented": score(a.get("student_dev")),
-                         "student_augmented_int8": score(a.get("int8")), "student_augmented_cmd": a.get("command")}
+        for suffix, key in (("aug", "augmented"), ("long", "long")):
+            # the same student with a teacher-labelled transfer set (--augment); from the longer general distillation
+            other = DOCS / f"acc-student-{task}-{suffix}.json"
+            if other.exists():
+                a = json.loads(other.read_text())
+                rows[-1] |= {f"student_{key}": score(a.get("student_dev")), f"student_{key}_int8": score(a.get("int8")),
+                             f"student_{key}_cmd": a.get("command")}
     speed = DOCS / "acc-speed.json"
     if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]
