@@ -152,7 +152,7 @@ class Attackers:
                 continue
             reader, writer = connection
             opened = time.monotonic()
-            answer = asyncio.ensure_future(reader.read())
+            answer = asyncio.ensure_future(first_bytes(reader))
             try:
                 writer.write(SLOW_HEAD)
                 for _ in range(4096):
@@ -164,7 +164,7 @@ class Attackers:
             except OSError:
                 pass  # the server closed it
             if await first(asyncio.shield(answer), stop, timeout=5.0):
-                data = answer.result() if not answer.exception() else b""
+                data = answer.result()
                 self.slow_answers[data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "closed"] += 1
                 self.slow_closed.append(time.monotonic() - opened)
             answer.cancel()
@@ -189,6 +189,16 @@ class Attackers:
                 "slow_open_s": summary_s(self.slow_closed),
                 "burst_statuses": dict(self.burst_statuses), "burst_refusals_without_json_retry_after":
                     self.burst_bad_refusals, "connect_errors": dict(self.connect_errors)}
+
+
+async def first_bytes(reader: asyncio.StreamReader) -> bytes:
+    """The first bytes the server sends (b"" if it closes or resets first). Not ``reader.read()``: that waits for
+    EOF, and a server that closes while our bytes sit unread in its buffer resets the connection (RST, not FIN), so
+    ``read()`` raises and drops the answer that had already arrived: a 408 counted as "closed"."""
+    try:
+        return await reader.read(65536)
+    except OSError:
+        return b""
 
 
 async def first(work: Any, stop: asyncio.Event, timeout: float | None = None) -> bool:
