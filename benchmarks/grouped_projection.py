@@ -1,10 +1,11 @@
 """A grouped 1x1 projection at training shapes: grouped conv1d (transformers' kernel) vs one batched matmul.
 
-    .venv/bin/python benchmarks/grouped_projection.py [--tokens 4096] [--groups 4] [--threads 2]
+    .venv/bin/python benchmarks/grouped_projection.py [--tokens 4096] [--groups 4] [--threads 2] [--precision bf16]
 
 Forward and backward (to input, weight and bias) of SqueezeBERT's three projection shapes (768->768, 768->3072,
 3072->768), medians of 6 timed repetitions after 2 warm-ups. The choice in squeezebert.model.GroupedProjection
-(batched matmul whenever autograd records) rests on this measurement.
+(batched matmul whenever autograd records) rests on this measurement. ``--precision bf16`` runs the forward under
+bf16 autocast, as training with ``--precision bf16`` does (only meaningful where the CPU has native bf16).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +36,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=4096, help="batch x sequence length (32 x 128)")
     ap.add_argument("--groups", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast of the forward pass")
     args = ap.parse_args()
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.precision == "bf16" else nullcontext
     torch.set_num_threads(args.threads)
+    print(f"{args.precision}, {args.tokens} tokens, {args.groups} groups, {args.threads} threads")
     print("| Cin -> Cout | kernel | forward ms | backward ms |\n|---|---|---|---|")
     for cin, cout in ((768, 768), (768, 3072), (3072, 768)):
         x = torch.randn(cin, args.tokens, requires_grad=True)
@@ -45,9 +50,10 @@ def main() -> None:
             forward, backward = [], []
             for i in range(8):
                 t0 = time.perf_counter()
-                y = f(x, module)
+                with autocast():
+                    y = f(x, module)
                 t1 = time.perf_counter()
-                y.sum().backward()
+                y.float().sum().backward()
                 if i >= 2:
                     forward.append(t1 - t0)
                     backward.append(time.perf_counter() - t1)
