@@ -81,14 +81,17 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def speed(args: argparse.Namespace) -> dict:
     """Teacher and student at 1 x 128, each path in its own worker process (``squeezebert bench``'s workers: one
-    onnxruntime session per process), rounds interleaved: eager fp32, and with ``--onnx DIR`` our ONNX export in
-    fp32 and dynamic int8. The speedup compares the best path of each."""
-    from squeezebert.bench import PathSpec, Worker, measure_shape
+    onnxruntime session per process), rounds interleaved: eager fp32 (and bf16 where the CPU has it natively),
+    and with ``--onnx DIR`` our ONNX export in fp32 and dynamic int8. The speedup compares the best path of each."""
+    from squeezebert.bench import PathSpec, Worker, measure_shape, weight_formats
+    from squeezebert.infer.fast import has_native_bf16
 
     paths = []
+    torch_formats = [f for f in weight_formats(has_native_bf16()) if f != "int8"]  # int8: the ONNX graphs below
     for name, directory in (("teacher", args.teacher), ("student", args.student)):
-        paths.append(PathSpec(f"{name} fp32", "fp32", False, 0, lambda s: 0.0,
-                              {"kind": "ours", "checkpoint": directory, "precision": "fp32", "compile": args.compile}))
+        paths += [PathSpec(f"{name} {p}", p, False, 0, lambda s: 0.0,
+                           {"kind": "ours", "checkpoint": directory, "precision": p, "compile": args.compile})
+                  for p in torch_formats]
         if args.onnx:  # exported by `squeezebert export` (our graph) and quantised by onnxruntime
             from squeezebert.export import export_onnx, quantize_onnx
 
@@ -109,9 +112,11 @@ def speed(args: argparse.Namespace) -> dict:
             w.close()
     med = {m.path: round(m.median_ms, 2) for m in measured}
     best = {who: min((v, k) for k, v in med.items() if k.startswith(who)) for who in ("teacher", "student")}
-    result = {"median_ms_1x128": med, "rounds": args.rounds, "threads": args.threads, "compiled": args.compile,
+    from squeezebert.infer.fast import cpu_class
+
+    result = {"cpu_class": cpu_class(), "median_ms_1x128": med, "rounds": args.rounds, "threads": args.threads, "compiled": args.compile,
               "teacher_best": best["teacher"][1], "student_best": best["student"][1],
-              "student_speedup_fp32": round(med["teacher fp32"] / med["student fp32"], 2),
+              **{f"student_speedup_{p}": round(med[f"teacher {p}"] / med[f"student {p}"], 2) for p in torch_formats},
               "student_best_vs_teacher_best": round(best["teacher"][0] / best["student"][0], 2)}
     if args.onnx:
         result |= {f"student_speedup_onnx_{p}": round(med[f"teacher onnx {p}"] / med[f"student onnx {p}"], 2)

@@ -182,8 +182,11 @@ def run_settings(**settings: Any) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
+    from ..infer.fast import cpu_class  # figures differ by CPU class (AVX2, AVX-512, AMX): every record names it
+
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+            "cpu_class": cpu_class(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__}
 
 
 def run_record(result: TrainResult, data: TaskData | None, out: Path, started: float, command: str | None,
