@@ -84,7 +84,7 @@ def speed(args: argparse.Namespace) -> dict:
     onnxruntime session per process), rounds interleaved: eager fp32 (and bf16 where the CPU has it natively),
     and with ``--onnx DIR`` our ONNX export in fp32 and dynamic int8. The speedup compares the best path of each."""
     from squeezebert.bench import PathSpec, Worker, measure_shape, weight_formats
-    from squeezebert.infer.fast import has_native_bf16
+    from squeezebert.infer.fast import cpu_class, has_native_bf16
 
     paths = []
     torch_formats = [f for f in weight_formats(has_native_bf16()) if f != "int8"]  # int8: the ONNX graphs below
@@ -112,9 +112,8 @@ def speed(args: argparse.Namespace) -> dict:
             w.close()
     med = {m.path: round(m.median_ms, 2) for m in measured}
     best = {who: min((v, k) for k, v in med.items() if k.startswith(who)) for who in ("teacher", "student")}
-    from squeezebert.infer.fast import cpu_class
-
-    result = {"cpu_class": cpu_class(), "median_ms_1x128": med, "rounds": args.rounds, "threads": args.threads, "compiled": args.compile,
+    result = {"cpu_class": cpu_class(), "median_ms_1x128": med, "rounds": args.rounds, "threads": args.threads,
+              "compiled": args.compile,
               "teacher_best": best["teacher"][1], "student_best": best["student"][1],
               **{f"student_speedup_{p}": round(med[f"teacher {p}"] / med[f"student {p}"], 2) for p in torch_formats},
               "student_best_vs_teacher_best": round(best["teacher"][0] / best["student"][0], 2)}

@@ -208,7 +208,8 @@ def markdown(r: dict[str, Any]) -> str:
                   f"(as `squeezebert pretrain` runs it) against transformers' standard MaskedLM step: "
                   f"**{r['ours_masked_vs_transformers_standard']:.2f}x**."]
     if r.get("bf16_ratio"):
-        lines += [f"Both under bf16 autocast (transformers bf16 median / ours bf16 median): **{r['bf16_ratio']:.2f}x**."]
+        lines += ["Both under bf16 autocast (transformers bf16 median / ours bf16 median): "
+                  f"**{r['bf16_ratio']:.2f}x**."]
     return "\n".join(lines) + "\n"
 
 
