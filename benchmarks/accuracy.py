@@ -73,13 +73,21 @@ TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/re
 # teacher sweep points beyond the chosen options (run name -> task, options): STS-B sat 0.05 pt under its floor at
 # 1e-4, and all-MiniLM-L6-v2 scores 0.867 on it with no fine-tuning at all, so a gentler rate is the first thing to try
 TEACHER_SWEEP = {"teacher-stsb-lr5e-5": ("stsb", ["--lr", "5e-5", "--epochs", "4"])}
-GENERAL = ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", f"{DATA}/corpus",
-           "--max-length", "128", "--max-steps", "600", "--eval-every", "200", "--lr", "3e-4", "--calibrate", "1024"]
+
+
+def general(steps: int, *extra: str, start: str = "") -> list[str]:
+    """General distillation on the corpus: from the squeeze (calibrated layer by layer on 1,024 corpus sentences) or
+    continued from an earlier general student (``start``, with a fresh warm-up and decay of the learning rate)."""
+    begin = ["--student", start, "--eval-every", "100", "--calibrate", "0"] if start else [
+        "--eval-every", "200", "--calibrate", "1024"]
+    return ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", f"{DATA}/corpus", "--max-length", "128",
+            "--max-steps", str(steps), "--lr", "3e-4", *begin, *extra]
+
+
+GENERAL = general(600)
 # general distillation continued from that student for 4,000 more steps (about 4 h here, so it spans sessions: run
 # the same command again and it resumes from its last checkpoint, written every 100 steps)
-GENERAL_LONG = ["distill", "--task", "general", "--teacher", MINILM, "--student", f"{OUT}/general/best", "--data-dir",
-                f"{DATA}/corpus", "--max-length", "128", "--max-steps", "4000", "--eval-every", "100", "--lr", "3e-4",
-                "--calibrate", "0"]
+GENERAL_LONG = general(4000, start=f"{OUT}/general/best")
 STUDENT_OPTIONS = ["--student", f"{OUT}/general/best", "--lr", "2e-4", "--calibrate", "0"]
 # SST-2: one epoch (2,105 steps), evaluated every 700 steps as its teacher was; two epochs did not fit one 3-hour
 # session on the 2-core machine beside the other runs
@@ -94,7 +102,10 @@ LONG = ("stsb", "conll", "sst2", "mrpc")
 # there), with one longer general distillation from the squeeze (2,500 steps instead of 600)
 BF16 = ["--precision", "bf16"]
 BF16_TASKS = ("stsb", "mrpc", "qnli", "conll")
-GENERAL_BF16 = [*GENERAL[:GENERAL.index("--max-steps") + 1], "2500", *GENERAL[GENERAL.index("--max-steps") + 2:], *BF16]
+GENERAL_BF16 = general(2500, *BF16)
+# ... and 2,500 more steps from it (5,000 in all), with the same task students: does the general stage still pay?
+GENERAL_BF16_LONG = general(2500, *BF16, start=f"{OUT}/general-bf16/best")
+BF16_LONG = ("stsb", "mrpc", "conll")
 
 
 def student(task: str, epochs: str, *extra: str, general: str = f"{OUT}/general/best",
@@ -123,6 +134,11 @@ def runs() -> dict[str, list[str]]:
         table[f"teacher-{task}-bf16"] = [*table[f"teacher-{task}"], *BF16]
         table[f"student-{task}-bf16"] = student(task, STUDENT_EPOCHS[task], *BF16, general=f"{OUT}/general-bf16/best",
                                                 teacher=f"{OUT}/teacher-{task}-bf16/best")
+    table["general-bf16-long"] = GENERAL_BF16_LONG
+    for task in BF16_LONG:
+        table[f"student-{task}-bf16-long"] = student(task, STUDENT_EPOCHS[task], *BF16,
+                                                     general=f"{OUT}/general-bf16-long/best",
+                                                     teacher=f"{OUT}/teacher-{task}-bf16/best")
     return table
 
 
@@ -178,7 +194,7 @@ def int8_scores(names: list[str]) -> None:
     from squeezebert.finetune.run import evaluate
 
     for name in names:
-        task = name.removeprefix("student-").removesuffix("-aug").removesuffix("-long").removesuffix("-bf16")
+        task = name.removeprefix("student-").split("-")[0]
         out = OUT / name / "int8.json"
         if not name.startswith("student-") or not (OUT / name / "results.json").exists() or out.exists():
             continue
@@ -255,10 +271,11 @@ def collect() -> None:
         bf16_teacher = DOCS / f"acc-teacher-{task}-bf16.json"
         if bf16_teacher.exists() and not variant:  # the teacher of the bf16 chain (its student is compared with it)
             rows[-1]["teacher_bf16"] = score(json.loads(bf16_teacher.read_text()).get("dev"))
-        extras = [("aug", "augmented"), ("long", "long")] + ([] if variant else [("bf16", "bf16")])
+        extras = [("aug", "augmented"), ("long", "long")] + ([] if variant else [("bf16", "bf16"),
+                                                                                 ("bf16-long", "bf16_long")])
         for suffix, key in extras:
             # the same student with a teacher-labelled transfer set (--augment); from the longer general distillation;
-            # from the bf16 chain (compared with its own teacher, teacher_bf16)
+            # from the bf16 chain (compared with its own teacher, teacher_bf16), and from its 5,000-step general
             other = DOCS / f"acc-student-{task}-{suffix}.json"
             if other.exists():
                 a = json.loads(other.read_text())

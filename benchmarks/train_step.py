@@ -144,10 +144,13 @@ def build_step(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def worker_main(spec: dict[str, Any]) -> None:
     """Build one path, say so with its info, then answer each ``{"n": k}`` line with k step timings (ms)."""
     from squeezebert.infer.fast import set_threads
+    from squeezebert.train.memory import keep_freed_memory
 
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the protocol
     set_threads(spec["threads"])
+    if not spec.get("system_malloc"):  # as squeezebert's Trainer does, for every path alike
+        keep_freed_memory()
     step, info = build_step(spec)
     protocol.write(json.dumps(info) + "\n")
     for line in sys.stdin:
@@ -189,7 +192,8 @@ def markdown(r: dict[str, Any]) -> str:
              f"Paper config{' (overridden: ' + r['overrides'] + ')' if r['overrides'] else ''}, batch "
              f"{paper.get('batch', '?')} x {paper.get('seq', '?')}, {paper.get('masked_per_seq', '?')} masked "
              f"positions per sequence, dropout {a['dropout']} in both, our LAMB for both; {a['warmup']} warm-up "
-             f"steps, then {a['rounds']} interleaved rounds; one process per path, {a['threads']} threads each.",
+             f"steps, then {a['rounds']} interleaved rounds; one process per path, {a['threads']} threads each; "
+             f"malloc: {'glibc as it is' if a.get('system_malloc') else 'freed memory kept (keep_freed_memory)'}.",
              "Tokens/s counts batch x seq: the inputs are dense random ids (no padding), so all are real tokens.", "",
              "| path | params | ms/step median | min | tokens/s | transformers / this |", "|---|---|---|---|---|---|"]
     for name, p in r["paths"].items():
@@ -227,6 +231,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results (all samples) here")
     ap.add_argument("--only", help="comma-separated path letters (e.g. a,b,c): each worker holds a few GB at 32 x "
                                    "128, and all six together exceed 24 GiB where the bf16 path runs")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (default: squeezebert.train.memory.keep_freed_memory in "
+                         "every worker, as the Trainer does)")
     args = ap.parse_args()
     import transformers
 
@@ -234,7 +241,8 @@ def main() -> None:
     from squeezebert.fileio import write_json
 
     features = cpu_features()
-    base = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "batch", "seq", "dropout", "threads")}
+    base = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "batch", "seq", "dropout", "threads",
+                                          "system_malloc")}
     specs = {"(a) ours fp32": dict(base, kind="ours"), HF: dict(base, kind="transformers"),
              # the same pair decoding only the masked positions: the encoders' difference without the shared head
              "(a2) ours fp32, masked-only decode": dict(base, kind="ours", masked_only=True),

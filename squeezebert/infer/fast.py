@@ -35,7 +35,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..model import EncoderInputs, GroupedProjection, ModelOutput, SelfAttention, SqueezeBertPreTrainedModel
+from ..model import (EncoderInputs, GroupedProjection, ModelOutput, SelfAttention, SqueezeBertPreTrainedModel,
+                     grouped_matmul)
 from ..precision import WEIGHT_FORMATS
 
 PRECISIONS = WEIGHT_FORMATS  # the weight formats a model converts to (a training precision is an autocast dtype)
@@ -66,7 +67,7 @@ class BF16Projection(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (Cin, T) -> (Cout, T)
         g, t = self.groups, x.shape[1]
-        y = torch.baddbmm(self.bias, self.weight, x.to(torch.bfloat16).view(g, self.in_channels // g, t))
+        y = grouped_matmul(self.bias, self.weight, x.to(torch.bfloat16).view(g, self.in_channels // g, t))
         return y.view(self.out_channels, t).float()
 
 

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..fileio import atomic_dir, atomic_path, remove_stale_temporaries, write_json, write_text
+from .memory import keep_freed_memory
 from .optim import build_optimizer
 from .settings import LoopSettings
 
@@ -318,6 +319,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             for directory in (self.out, self.ckpt_dir):  # what a kill during a save left behind
                 remove_stale_temporaries(directory)
+        keep_freed_memory()  # each step reuses the last one's freed memory instead of paging it in again (memory.py)
         start = self._resume_point(resume)
         if start is not None:
             self._load(start)  # refuses other settings: trainer_args.json then stays the checkpoint's
