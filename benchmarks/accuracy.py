@@ -108,9 +108,9 @@ GENERAL_BF16_LONG = general(2500, *BF16, start=f"{OUT}/general-bf16/best")
 BF16_LONG = ("stsb", "mrpc", "conll")
 
 
-def student(task: str, epochs: str, *extra: str, general: str = f"{OUT}/general/best",
-            teacher: str = "") -> list[str]:
-    options = [general if a == f"{OUT}/general/best" else a for a in STUDENT_OPTIONS]
+def student(task: str, epochs: str, *extra: str, start: str = f"{OUT}/general/best", teacher: str = "") -> list[str]:
+    """Task distillation from ``teacher`` (default: the task's fp32 teacher) into the general student ``start``."""
+    options = [start if a == f"{OUT}/general/best" else a for a in STUDENT_OPTIONS]
     return ["distill", "--teacher", teacher or f"{OUT}/teacher-{task}/best", *data_args(task), *options,
             "--epochs", epochs, *extra, *STUDENT_EXTRA.get(task, [])]
 
@@ -128,16 +128,16 @@ def runs() -> dict[str, list[str]]:
     for task, aug in AUGMENT.items():
         table[f"student-{task}-aug"] = student(task, str(aug["epochs"]), "--augment", str(aug["copies"]))
     for task in LONG:
-        table[f"student-{task}-long"] = student(task, STUDENT_EPOCHS[task], general=f"{OUT}/general-long/best")
+        table[f"student-{task}-long"] = student(task, STUDENT_EPOCHS[task], start=f"{OUT}/general-long/best")
     table["general-bf16"] = GENERAL_BF16
     for task in BF16_TASKS:
         table[f"teacher-{task}-bf16"] = [*table[f"teacher-{task}"], *BF16]
-        table[f"student-{task}-bf16"] = student(task, STUDENT_EPOCHS[task], *BF16, general=f"{OUT}/general-bf16/best",
+        table[f"student-{task}-bf16"] = student(task, STUDENT_EPOCHS[task], *BF16, start=f"{OUT}/general-bf16/best",
                                                 teacher=f"{OUT}/teacher-{task}-bf16/best")
     table["general-bf16-long"] = GENERAL_BF16_LONG
     for task in BF16_LONG:
         table[f"student-{task}-bf16-long"] = student(task, STUDENT_EPOCHS[task], *BF16,
-                                                     general=f"{OUT}/general-bf16-long/best",
+                                                     start=f"{OUT}/general-bf16-long/best",
                                                      teacher=f"{OUT}/teacher-{task}-bf16/best")
     return table
 

@@ -149,9 +149,9 @@ def worker_main(spec: dict[str, Any]) -> None:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the protocol
     set_threads(spec["threads"])
-    if not spec.get("system_malloc"):  # as squeezebert's Trainer does, for every path alike
-        keep_freed_memory()
+    kept = not spec.get("system_malloc") and keep_freed_memory()  # as squeezebert's Trainer does, for every path
     step, info = build_step(spec)
+    info["malloc"] = "freed memory kept (keep_freed_memory)" if kept else "as it is"
     protocol.write(json.dumps(info) + "\n")
     for line in sys.stdin:
         ms, loss = [], None
@@ -193,7 +193,7 @@ def markdown(r: dict[str, Any]) -> str:
              f"{paper.get('batch', '?')} x {paper.get('seq', '?')}, {paper.get('masked_per_seq', '?')} masked "
              f"positions per sequence, dropout {a['dropout']} in both, our LAMB for both; {a['warmup']} warm-up "
              f"steps, then {a['rounds']} interleaved rounds; one process per path, {a['threads']} threads each; "
-             f"malloc: {'glibc as it is' if a.get('system_malloc') else 'freed memory kept (keep_freed_memory)'}.",
+             f"malloc: {paper.get('malloc', '?')}.",
              "Tokens/s counts batch x seq: the inputs are dense random ids (no padding), so all are real tokens.", "",
              "| path | params | ms/step median | min | tokens/s | transformers / this |", "|---|---|---|---|---|---|"]
     for name, p in r["paths"].items():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from squeezebert import HEADS, preset
-from squeezebert.model import GroupedProjection
+from squeezebert.model import GroupedProjection, grouped_matmul
 
 
 def batch(b=2, s=6, vocab=1000):
@@ -24,6 +24,22 @@ def test_grouped_projection_is_a_grouped_conv1d(groups):
     x = torch.randn(16, 10)  # (C, T)
     expected = F.conv1d(x[None], proj.weight.unsqueeze(-1), proj.bias, groups=groups)[0]
     assert torch.allclose(proj(x), expected, atol=1e-5)
+
+
+def test_grouped_matmul_takes_the_same_values_and_gradients_in_its_compiled_form(monkeypatch):
+    # eager: one baddbmm; under torch.compile: bmm + add, so inductor can fuse the add (model.grouped_matmul)
+    torch.manual_seed(0)
+    args = [torch.randn(4, 6, 1), torch.randn(4, 6, 5), torch.randn(4, 5, 7)]
+    eager_in = [a.clone().requires_grad_() for a in args]
+    eager = grouped_matmul(*eager_in)
+    eager.sum().backward()
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    compiled_in = [a.clone().requires_grad_() for a in args]
+    compiled = grouped_matmul(*compiled_in)
+    compiled.sum().backward()
+    assert compiled.grad_fn.name() != eager.grad_fn.name()  # the other form really ran
+    assert torch.allclose(compiled, eager, atol=1e-5)
+    assert all(torch.allclose(c.grad, e.grad, atol=1e-5) for c, e in zip(compiled_in, eager_in))
 
 
 def test_each_head_gives_a_loss_with_gradients_everywhere():
