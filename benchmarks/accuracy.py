@@ -106,6 +106,8 @@ GENERAL_BF16 = general(2500, *BF16)
 # ... and 2,500 more steps from it (5,000 in all), with the same task students: does the general stage still pay?
 GENERAL_BF16_LONG = general(2500, *BF16, start=f"{OUT}/general-bf16/best")
 BF16_LONG = ("stsb", "mrpc", "conll")
+# ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
+HEAD_INIT = ("stsb", "mrpc")
 
 
 def student(task: str, epochs: str, *extra: str, start: str = f"{OUT}/general/best", teacher: str = "") -> list[str]:
@@ -139,6 +141,8 @@ def runs() -> dict[str, list[str]]:
         table[f"student-{task}-bf16-long"] = student(task, STUDENT_EPOCHS[task], *BF16,
                                                      start=f"{OUT}/general-bf16-long/best",
                                                      teacher=f"{OUT}/teacher-{task}-bf16/best")
+    for task in HEAD_INIT:
+        table[f"student-{task}-bf16-long-head"] = [*table[f"student-{task}-bf16-long"], "--head-init", "teacher"]
     return table
 
 
@@ -271,11 +275,12 @@ def collect() -> None:
         bf16_teacher = DOCS / f"acc-teacher-{task}-bf16.json"
         if bf16_teacher.exists() and not variant:  # the teacher of the bf16 chain (its student is compared with it)
             rows[-1]["teacher_bf16"] = score(json.loads(bf16_teacher.read_text()).get("dev"))
-        extras = [("aug", "augmented"), ("long", "long")] + ([] if variant else [("bf16", "bf16"),
-                                                                                 ("bf16-long", "bf16_long")])
+        extras = [("aug", "augmented"), ("long", "long")] + ([] if variant else [
+            ("bf16", "bf16"), ("bf16-long", "bf16_long"), ("bf16-long-head", "bf16_long_head")])
         for suffix, key in extras:
             # the same student with a teacher-labelled transfer set (--augment); from the longer general distillation;
-            # from the bf16 chain (compared with its own teacher, teacher_bf16), and from its 5,000-step general
+            # from the bf16 chain (compared with its own teacher, teacher_bf16), from its 5,000-step general, and
+            # from that with the teacher's head to start
             other = DOCS / f"acc-student-{task}-{suffix}.json"
             if other.exists():
                 a = json.loads(other.read_text())

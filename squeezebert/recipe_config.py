@@ -82,6 +82,9 @@ class DistillConfig(RecipeConfig):
                              "training set (sentence and pair tasks; see squeezebert.distill.augment)")
     augment_rate: float = option(0.1, "with --augment: the chance of each word being dropped, and of it being "
                                       "replaced; the share of positions swapped")
+    head_init: str = option("fresh", "when --student is a checkpoint without this task's head (e.g. a general "
+                                     "student): 'fresh' (random classifier) or 'teacher' (the teacher's pooler and "
+                                     "head, where the shapes match)", choices=("fresh", "teacher"))
     # loss weights; None: the mode's default (DistillWeights.task() or .general())
     gt_weight: float | None = option(None, "weight of the gold-label loss (task default 0.5)")
     kd_weight: float | None = option(None, "weight of soft-label KD on logits (task default 0.5)")

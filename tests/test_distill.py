@@ -168,6 +168,26 @@ def test_distill_flow_squeezes_and_trains_a_grouped_student(tmp_path, tiny_teach
     assert load_model(again["model_dir"]).config.num_labels == 2
 
 
+def test_a_headless_student_can_start_from_the_teachers_head_and_a_trained_head_is_kept(tmp_path):
+    from squeezebert.distill.distill import load_student
+
+    torch.manual_seed(0)
+    teacher = SqueezeBertForSequenceClassification(preset("tiny-dense", num_labels=2)).init_weights()
+    tokenizer = Tokenizer.from_vocab(sample_vocab(tmp_path))
+    save_model(SqueezeBertModel(preset("tiny")).init_weights(), tmp_path / "general", tokenizer=tokenizer)
+    fields = {"num_labels": 2}
+    fresh = load_student(tmp_path / "general", teacher, "sequence_classification", fields)
+    given = load_student(tmp_path / "general", teacher, "sequence_classification", fields, head_from_teacher=True)
+    for name in ("classifier.weight", "transformer.pooler.dense.weight"):
+        theirs = teacher.state_dict()[name]
+        assert torch.equal(given.state_dict()[name], theirs) and not torch.equal(fresh.state_dict()[name], theirs)
+    encoder = "transformer.encoder.layers.0.output.conv1d.weight"  # the encoder body stays the student's own
+    assert torch.equal(given.state_dict()[encoder], fresh.state_dict()[encoder])
+    save_model(fresh, tmp_path / "task-student", tokenizer=tokenizer)  # a student that has its head already
+    kept = load_student(tmp_path / "task-student", teacher, "sequence_classification", fields, head_from_teacher=True)
+    assert torch.equal(kept.state_dict()["classifier.weight"], fresh.state_dict()["classifier.weight"])
+
+
 def test_distill_refuses_a_teacher_without_the_task_head(tmp_path):
     from squeezebert.distill.distill import distill
 

@@ -55,25 +55,47 @@ def calibration_batches(features: Sequence[dict], pad_token_id: int, count: int 
 
 def load_student(student: str | os.PathLike, teacher: SqueezeBertPreTrainedModel, head: str,
                  fields: dict[str, Any], groups: dict[str, int] | str | None = None,
-                 calibration: list[dict[str, torch.Tensor]] | None = None) -> SqueezeBertPreTrainedModel:
+                 calibration: list[dict[str, torch.Tensor]] | None = None,
+                 head_from_teacher: bool = False) -> SqueezeBertPreTrainedModel:
     """``"squeeze"``: the teacher squeezed; a checkpoint directory: loaded with ``head`` (a classifier of another
-    size, e.g. from the MNLI stage, is replaced by a fresh one); a preset name: fresh, the teacher's vocabulary."""
+    size, e.g. from the MNLI stage, is replaced by a fresh one; with ``head_from_teacher`` a missing or replaced head
+    starts as the teacher's instead, see :func:`copy_head`); a preset name: fresh, the teacher's vocabulary."""
     if str(student) == SQUEEZE:
         return squeeze(teacher, groups, calibration=calibration)
     if Path(student).is_dir():
         try:
-            return load_model(student, head=head, **fields)
+            model, report = load_model(student, head=head, return_report=True, **fields)
+            fresh = bool(report.missing)
         except CheckpointError as error:  # e.g. a 3-way MNLI classifier for a 2-way task: keep the encoder only
             log.warning("%s; loading its encoder with a fresh %s head", error, head)
             encoder = load_model(student, head="base")
             model = HEADS[head](encoder.config.replace(**fields))
             model.transformer.load_state_dict(encoder.state_dict())
-            return model
+            fresh = True
+        if fresh and head_from_teacher:
+            copied = copy_head(teacher, model)
+            log.info("student head from the teacher: %s", ", ".join(copied) or "nothing (no shape matches)")
+        return model
     if str(student) in PRESETS:
         config = preset(str(student), vocab_size=teacher.config.vocab_size, **fields)
         return HEADS[head](config)
     raise FileNotFoundError(f"student {student!r} is neither {SQUEEZE!r}, a checkpoint directory nor a preset "
                             f"({', '.join(PRESETS)})")
+
+
+def copy_head(teacher: SqueezeBertPreTrainedModel, student: SqueezeBertPreTrainedModel) -> list[str]:
+    """Copy into ``student`` the teacher's tensors outside the encoder body (pooler and task head) wherever name and
+    shape match; the names copied. A student whose encoder was distilled towards the teacher's hidden states (general
+    distillation) can read them with the teacher's head from the first step, instead of learning a random one."""
+    body = ("transformer.embeddings.", "transformer.encoder.", "embeddings.", "encoder.")
+    theirs = teacher.state_dict()
+    copied = []
+    with torch.no_grad():
+        for name, tensor in student.state_dict().items():
+            if not name.startswith(body) and name in theirs and theirs[name].shape == tensor.shape:
+                tensor.copy_(theirs[name])
+                copied.append(name)
+    return copied
 
 
 class DistillRecipe(Recipe):
@@ -135,7 +157,7 @@ class DistillRecipe(Recipe):
         c = self.config
         t0 = time.perf_counter()
         student = load_student(c.student, self.teacher, self.head, {} if c.general else task_config(self.data),
-                               c.groups, self.calibration)
+                               c.groups, self.calibration, head_from_teacher=c.head_init == "teacher")
         self.squeeze_seconds = time.perf_counter() - t0
         if c.general and not isinstance(student, SqueezeBertModel):
             raise ValueError("general distillation trains a bare encoder")
@@ -172,9 +194,11 @@ class DistillRecipe(Recipe):
                       weights=vars(self.weights), max_length=c.max_length)
         if c.general:
             return dict(corpus=c.data_dir, limit_texts=c.limit_train, **common)
-        augment = {"augment": c.augment, "augment_rate": c.augment_rate} if c.augment else {}  # older runs resume
+        # settings added later appear only when used, so the checkpoints of older runs still resume
+        later = {"augment": c.augment, "augment_rate": c.augment_rate} if c.augment else {}
+        later |= {"head_init": c.head_init} if c.head_init != "fresh" else {}
         return dict(task=self.data.name, limit_train=c.limit_train, task_options=c.load_options() or None,
-                    **augment, **common)
+                    **later, **common)
 
     def fields(self, result: TrainResult, evals: list[dict], best: dict | None, dev: dict | None) -> dict[str, Any]:
         c = self.config
