@@ -85,8 +85,9 @@ def load_student(student: str | os.PathLike, teacher: SqueezeBertPreTrainedModel
 
 def copy_head(teacher: SqueezeBertPreTrainedModel, student: SqueezeBertPreTrainedModel) -> list[str]:
     """Copy into ``student`` the teacher's tensors outside the encoder body (pooler and task head) wherever name and
-    shape match; the names copied. A student whose encoder was distilled towards the teacher's hidden states (general
-    distillation) can read them with the teacher's head from the first step, instead of learning a random one."""
+    shape match; the names copied. Meant for a student whose encoder imitates this teacher's hidden states, so it can
+    read them with the teacher's head from the first step; a general student distilled from the plain (not
+    fine-tuned) model gained nothing from it on STS-B (docs/distillation.md)."""
     body = ("transformer.embeddings.", "transformer.encoder.", "embeddings.", "encoder.")
     theirs = teacher.state_dict()
     copied = []
