@@ -105,6 +105,8 @@ BF16_TASKS = ("stsb", "mrpc", "qnli", "conll")
 GENERAL_BF16 = general(2500, *BF16)
 # ... and 2,500 more steps from it (5,000 in all), with the same task students: does the general stage still pay?
 GENERAL_BF16_LONG = general(2500, *BF16, start=f"{OUT}/general-bf16/best")
+# ... and 5,000 more from that (10,000 in all; about 2 h here, so it spans sessions: it resumes from its checkpoints)
+GENERAL_BF16_XL = general(5000, *BF16, start=f"{OUT}/general-bf16-long/best")
 BF16_LONG = ("stsb", "mrpc", "conll")
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
@@ -137,6 +139,7 @@ def runs() -> dict[str, list[str]]:
         table[f"student-{task}-bf16"] = student(task, STUDENT_EPOCHS[task], *BF16, start=f"{OUT}/general-bf16/best",
                                                 teacher=f"{OUT}/teacher-{task}-bf16/best")
     table["general-bf16-long"] = GENERAL_BF16_LONG
+    table["general-bf16-xl"] = GENERAL_BF16_XL
     for task in BF16_LONG:
         table[f"student-{task}-bf16-long"] = student(task, STUDENT_EPOCHS[task], *BF16,
                                                      start=f"{OUT}/general-bf16-long/best",
