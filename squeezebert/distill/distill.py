@@ -88,7 +88,7 @@ def copy_head(teacher: SqueezeBertPreTrainedModel, student: SqueezeBertPreTraine
     shape match; the names copied. Meant for a student whose encoder imitates this teacher's hidden states, so it can
     read them with the teacher's head from the first step; a general student distilled from the plain (not
     fine-tuned) model gained nothing from it on STS-B (docs/distillation.md)."""
-    body = ("transformer.embeddings.", "transformer.encoder.", "embeddings.", "encoder.")
+    body = ("transformer.embeddings.", "transformer.encoder.")  # a task model's encoder body
     theirs = teacher.state_dict()
     copied = []
     with torch.no_grad():

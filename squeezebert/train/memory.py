@@ -27,15 +27,17 @@ NEVER_TRIM = 2**31 - 1  # the largest int: the heap is trimmed only when 2 GiB s
 TOP_PAD = 1 << 30  # grow the heap 1 GiB at a time: address space only, pages are touched when used
 OPT_OUT = "SQUEEZEBERT_SYSTEM_MALLOC"  # set to 1 to leave malloc as it is (e.g. a Trainer inside a long-lived server)
 
-_applied = False
+_applied: bool | None = None  # None: not tried yet in this process
 
 
 def keep_freed_memory() -> bool:
-    """Apply the settings above to this process (once). True where they took effect (glibc); False where the C
-    library has no mallopt (macOS, musl, Windows) or ``SQUEEZEBERT_SYSTEM_MALLOC=1``."""
+    """Apply the settings above to this process (tried once: every training run calls it). True where they took
+    effect (glibc); False where the C library has no mallopt (macOS, musl, Windows) or with
+    ``SQUEEZEBERT_SYSTEM_MALLOC=1``."""
     global _applied
-    if _applied:
-        return True
+    if _applied is not None:
+        return _applied
+    _applied = False
     if os.environ.get(OPT_OUT, "") not in ("", "0"):
         return False
     name = ctypes.util.find_library("c")
