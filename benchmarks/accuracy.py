@@ -72,7 +72,8 @@ TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/re
 }
 # teacher sweep points beyond the chosen options (run name -> task, options): STS-B sat 0.05 pt under its floor at
 # 1e-4, and all-MiniLM-L6-v2 scores 0.867 on it with no fine-tuning at all, so a gentler rate is the first thing to try
-TEACHER_SWEEP = {"teacher-stsb-lr5e-5": ("stsb", ["--lr", "5e-5", "--epochs", "4"])}
+# (under bf16 autocast, as the teacher of the bf16 chain: 0.8594 at 1e-4)
+TEACHER_SWEEP = {"teacher-stsb-bf16-lr5e-5": ("stsb", ["--lr", "5e-5", "--epochs", "4", "--precision", "bf16"])}
 
 
 def general(steps: int, *extra: str, start: str = "") -> list[str]:
@@ -101,13 +102,17 @@ LONG = ("stsb", "conll", "sst2", "mrpc")
 # the whole chain under bf16 autocast, for CPUs that compute bf16 natively (AVX512-BF16, AMX; ~1.3x a training step
 # there), with one longer general distillation from the squeeze (2,500 steps instead of 600)
 BF16 = ["--precision", "bf16"]
-BF16_TASKS = ("stsb", "mrpc", "qnli", "conll")
+BF16_TASKS = ("stsb", "mrpc", "qnli", "conll", "squad")
 GENERAL_BF16 = general(2500, *BF16)
 # ... and 2,500 more steps from it (5,000 in all), with the same task students: does the general stage still pay?
 GENERAL_BF16_LONG = general(2500, *BF16, start=f"{OUT}/general-bf16/best")
 # ... and 5,000 more from that (10,000 in all; about 2 h here, so it spans sessions: it resumes from its checkpoints)
 GENERAL_BF16_XL = general(5000, *BF16, start=f"{OUT}/general-bf16-long/best")
 BF16_LONG = ("stsb", "mrpc", "conll")
+# a shorter general stage (1,000 steps) for a machine that cannot keep the longer ones: outputs do not outlive a
+# session here, and on an AVX-512 BF16 CPU without AMX a step costs more
+GENERAL_BF16_1K = general(1000, *BF16)
+BF16_1K = ("squad",)
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
 
@@ -144,6 +149,11 @@ def runs() -> dict[str, list[str]]:
         table[f"student-{task}-bf16-long"] = student(task, STUDENT_EPOCHS[task], *BF16,
                                                      start=f"{OUT}/general-bf16-long/best",
                                                      teacher=f"{OUT}/teacher-{task}-bf16/best")
+    table["general-bf16-1k"] = GENERAL_BF16_1K
+    for task in BF16_1K:
+        table[f"student-{task}-bf16-1k"] = student(task, STUDENT_EPOCHS[task], *BF16,
+                                                   start=f"{OUT}/general-bf16-1k/best",
+                                                   teacher=f"{OUT}/teacher-{task}-bf16/best")
     for task in HEAD_INIT:
         table[f"student-{task}-bf16-long-head"] = [*table[f"student-{task}-bf16-long"], "--head-init", "teacher"]
     return table
@@ -279,7 +289,8 @@ def collect() -> None:
         if bf16_teacher.exists() and not variant:  # the teacher of the bf16 chain (its student is compared with it)
             rows[-1]["teacher_bf16"] = score(json.loads(bf16_teacher.read_text()).get("dev"))
         extras = [("aug", "augmented"), ("long", "long")] + ([] if variant else [
-            ("bf16", "bf16"), ("bf16-long", "bf16_long"), ("bf16-long-head", "bf16_long_head")])
+            ("bf16", "bf16"), ("bf16-long", "bf16_long"), ("bf16-long-head", "bf16_long_head"),
+            ("bf16-1k", "bf16_1k")])
         for suffix, key in extras:
             # the same student with a teacher-labelled transfer set (--augment); from the longer general distillation;
             # from the bf16 chain (compared with its own teacher, teacher_bf16), from its 5,000-step general, and
