@@ -305,12 +305,15 @@ def collect() -> None:
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]
         for row in rows:
             row["speedup"] = best if row["student"] is not None else None
-    speed_amx = DOCS / "acc-speed-amx.json"
-    if speed_amx.exists():  # the bf16 chain's pair timed on the AMX machine, where its bf16 paths are native
-        best = json.loads(speed_amx.read_text())["student_best_vs_teacher_best"]
+    for machine in ("amx", "zen4"):  # the bf16 chain's pair timed on CPUs where its bf16 paths are native
+        speed_bf16 = DOCS / f"acc-speed-{machine}.json"
+        if not speed_bf16.exists():
+            continue
+        best = json.loads(speed_bf16.read_text())["student_best_vs_teacher_best"]
         for row in rows:
-            if row.get("student_bf16") is not None or (row["precision"] != "fp32" and row["student"] is not None):
-                row["speedup_amx"] = best
+            bf16_students = [v for k, v in row.items() if k.startswith("student_bf16") and not k.endswith("_cmd")]
+            if any(v is not None for v in bf16_students) or (row["precision"] != "fp32" and row["student"] is not None):
+                row[f"speedup_{machine}"] = best
     write_json(DOCS / "accuracy.json", rows)
     print(json.dumps(rows, indent=2))
 
