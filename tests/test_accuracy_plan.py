@@ -1,0 +1,55 @@
+"""``benchmarks/accuracy.py``'s run table: every run that starts from another run's output (a general student, a
+teacher) names a run of the table that comes before it, so ``accuracy.py run`` in table order never waits on a
+missing checkpoint; and ``collect`` files the runs it finds into the summary rows the issue asks for."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import accuracy  # noqa: E402
+
+
+def test_every_run_starts_from_an_earlier_run_of_the_table():
+    table = accuracy.runs()
+    order = list(table)
+    for name, args in table.items():
+        for flag in ("--student", "--teacher"):
+            if flag not in args:
+                continue
+            source = args[args.index(flag) + 1]
+            if source == accuracy.MINILM:
+                continue
+            parent = Path(source).relative_to(accuracy.OUT).parts[0]
+            assert parent in table, f"{name}: {flag} {source} is not a run of the table"
+            assert order.index(parent) < order.index(name), f"{name} comes before {parent}, which it starts from"
+        assert args[args.index("--task") + 1] in (*accuracy.TASKS, "general"), name
+
+
+def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_path, monkeypatch):
+    out, docs = tmp_path / "acc", tmp_path / "docs"
+    monkeypatch.setattr(accuracy, "OUT", out)
+    monkeypatch.setattr(accuracy, "DOCS", docs)
+    finished = {"teacher-squad": {"task": "squad", "metric": "f1", "dev": {"exact_match": 56.0, "f1": 67.5}},
+                "teacher-squad-bf16": {"task": "squad", "metric": "f1", "dev": {"exact_match": 55.0, "f1": 66.0}},
+                "student-squad-bf16-1k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 60.0}}}
+    for name, result in finished.items():
+        (out / name).mkdir(parents=True)
+        (out / name / "results.json").write_text(json.dumps(result))
+    (out / "student-squad-bf16-1k" / "int8.json").write_text(json.dumps({"metrics": {"f1": 59.5}}))
+    (docs).mkdir()
+    (docs / "acc-speed-zen4.json").write_text(json.dumps({"student_best_vs_teacher_best": 1.3}))
+    accuracy.collect()
+    rows = json.loads((docs / "accuracy.json").read_text())
+    assert [r["task"] for r in rows] == ["squad"]  # no other teacher finished
+    row = rows[0]
+    # SQuAD's 0..100 scores are on the summary's 0..1 scale; the student has no fp32-chain run
+    assert row["teacher"] == pytest.approx(0.675) and row["teacher_bf16"] == pytest.approx(0.66)
+    assert row["student"] is None
+    assert row["student_bf16_1k"] == pytest.approx(0.6) and row["student_bf16_1k_int8"] == pytest.approx(0.595)
+    assert row["speedup_zen4"] == 1.3 and "speedup_amx" not in row
+    assert json.loads((docs / "acc-student-squad-bf16-1k.json").read_text())["int8"] == {"f1": 59.5}
