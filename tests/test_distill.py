@@ -14,7 +14,9 @@ from squeezebert.checkpoint import load_model, save_model
 from squeezebert.cli import main
 from squeezebert.config import preset
 from squeezebert.distill import DistillLoss, DistillWeights, attention_kl, hidden_mse, layer_map, logit_kd
-from squeezebert.model import SqueezeBertForSequenceClassification, SqueezeBertModel
+from squeezebert.distill.losses import head_kd
+from squeezebert.model import (ModelOutput, SqueezeBertForQuestionAnswering, SqueezeBertForSequenceClassification,
+                               SqueezeBertModel)
 from squeezebert.tokenizer import Tokenizer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "squeezebert" / "data" / "sample"
@@ -103,6 +105,29 @@ def test_combined_loss_is_zero_when_student_equals_teacher_and_has_gradients_oth
     grads = [p.grad for p in student.parameters() if p.requires_grad]
     assert all(g is not None for g in grads[:-2])
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_a_qa_student_learns_from_gold_spans_and_from_the_teachers_position_distributions():
+    torch.manual_seed(0)
+    teacher = SqueezeBertForQuestionAnswering(preset("tiny")).eval()
+    student = SqueezeBertForQuestionAnswering(preset("tiny"))
+    qa_batch = {k: v for k, v in batch().items() if k != "labels"}
+    qa_batch |= {"start_positions": torch.tensor([1, 2, 0]), "end_positions": torch.tensor([3, 2, 0])}
+    loss, logs = DistillLoss(teacher, DistillWeights.task(), student.config, teacher.config)(student, qa_batch)
+    assert set(logs) == {"gt", "kd", "hid", "att"} and logs["gt"] > 0
+    loss.backward()
+    assert student.qa_outputs.weight.grad.abs().sum() > 0
+
+    # soft labels: where the answer starts and where it ends, each a distribution over the 10 positions
+    t_start, t_end, s_start, s_end = torch.randn(4, 3, 10).unbind(0)
+    kd = head_kd(ModelOutput(start_logits=s_start, end_logits=s_end),
+                 ModelOutput(start_logits=t_start, end_logits=t_end), temperature=2.0)
+
+    def kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # T^2 * KL(p_t || p_s), mean over the batch
+        p_t = torch.softmax(t / 2, -1)
+        return 4 * (p_t * (p_t.log() - torch.log_softmax(s / 2, -1))).sum(-1).mean()
+
+    assert kd == pytest.approx(float((kl(s_start, t_start) + kl(s_end, t_end)) / 2), rel=1e-5)
 
 
 def test_width_mismatch_gets_learned_projections():

@@ -6,6 +6,7 @@ answer follows a fixed cue) so that "the loss goes down" and "the score is high"
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import random
@@ -136,8 +137,6 @@ FAST = dict(max_length=32, batch_size=8, lr=1e-2, warmup=0.0, progress=False, se
 
 
 def losses(out: Path) -> list[float]:
-    import csv
-
     with open(out / "log.csv", newline="") as f:
         return [float(row["loss"]) for row in csv.DictReader(f) if row.get("loss")]
 
@@ -214,6 +213,19 @@ def test_qa_trains_and_scores_em_f1(tmp_path, vocab):
     assert curve[-1] < curve[0]
     assert results["metric"] == "f1" and set(results["dev"]) >= {"exact_match", "f1"}
     assert 0.0 <= results["dev"]["exact_match"] <= results["dev"]["f1"] <= 100.0
+
+
+def test_a_qa_teacher_distils_into_a_squeezed_qa_student(tmp_path, vocab):
+    from squeezebert.distill.distill import distill
+
+    data = write_squad(tmp_path / "squad")
+    teacher = finetune("tiny-dense", "squad", data, tmp_path / "teacher", tokenizer=vocab, epochs=2, **FAST)
+    results = distill(teacher["model_dir"], "squad", data, tmp_path / "student", epochs=1, calibrate=16, **FAST)
+    assert load_model(results["model_dir"]).config.q_groups == 4
+    assert set(results["student_dev"]) >= {"exact_match", "f1"}
+    with open(tmp_path / "student" / "log.csv", newline="") as f:  # gold spans and the teacher's soft spans both
+        rows = [row for row in csv.DictReader(f) if row.get("loss")]
+    assert rows and all(float(row["gt"]) > 0 and float(row["kd"]) >= 0 for row in rows)
 
 
 def test_qa_long_contexts_become_several_windows(tmp_path, vocab):

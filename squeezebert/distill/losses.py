@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model import SqueezeBertModel
+from ..finetune.features import LABEL_FIELDS
+from ..model import ModelOutput, SqueezeBertModel
 
 
 def logit_kd(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
@@ -34,6 +35,16 @@ def logit_kd(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tens
     log_p_t = F.log_softmax(teacher / t, dim=-1)
     return F.kl_div(log_p_s.reshape(-1, student.shape[-1]), log_p_t.reshape(-1, student.shape[-1]),
                     reduction="batchmean", log_target=True) * t * t
+
+
+def head_kd(student: ModelOutput, teacher: ModelOutput, temperature: float = 1.0) -> Tensor:
+    """:func:`logit_kd` on a task head's outputs. A QA head scores positions: its soft labels are the distributions
+    of the answer's start and of its end over the tokens, each matched on its own (as in DistilBERT's SQuAD
+    distillation), not a softmax over the (start, end) pair of one token."""
+    if student.start_logits is not None:
+        return (logit_kd(student.start_logits, teacher.start_logits, temperature)
+                + logit_kd(student.end_logits, teacher.end_logits, temperature)) / 2
+    return logit_kd(student.logits, teacher.logits, temperature)
 
 
 def hidden_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None, projection: nn.Module | None = None
@@ -115,10 +126,11 @@ class DistillLoss:
         layerwise = w.hidden > 0 or w.attention > 0 or w.embedding > 0
         want_hidden, want_attn = w.hidden > 0 or w.embedding > 0, w.attention > 0
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        labels = batch.get("labels") if w.ground_truth > 0 else None
+        # the gold labels in whatever fields the task's batches carry (QA: start_positions and end_positions)
+        gold = {k: batch[k] for k in LABEL_FIELDS if k in batch} if w.ground_truth > 0 else {}
         if _takes_labels(student):
-            inputs_s = dict(inputs, labels=labels)
-        elif labels is not None:
+            inputs_s = dict(inputs, **gold)
+        elif gold:
             raise ValueError("ground_truth weight > 0 needs a model with a task head")
         else:
             inputs_s = inputs
@@ -134,7 +146,7 @@ class DistillLoss:
                 raise ValueError("ground_truth weight > 0 but the batch has no labels (or the head gives no loss)")
             terms["gt"] = out.loss * w.ground_truth
         if w.logits > 0:
-            terms["kd"] = logit_kd(out.head_logits(), t.head_logits(), w.temperature) * w.logits
+            terms["kd"] = head_kd(out, t, w.temperature) * w.logits
         if w.embedding > 0:
             terms["emb"] = hidden_mse(out.hidden_states[0], t.hidden_states[0], mask, self._proj("embedding")) \
                 * w.embedding
