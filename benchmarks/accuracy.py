@@ -73,7 +73,8 @@ TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/re
 # teacher sweep points beyond the chosen options (run name -> task, options): STS-B sat 0.05 pt under its floor at
 # 1e-4, and all-MiniLM-L6-v2 scores 0.867 on it with no fine-tuning at all, so a gentler rate is the first thing to try
 # (under bf16 autocast, as the teacher of the bf16 chain: 0.8594 at 1e-4; 0.8539 at 5e-5, docs/results.md)
-TEACHER_SWEEP = {"teacher-stsb-bf16-lr5e-5": ("stsb", ["--lr", "5e-5", "--epochs", "4", "--precision", "bf16"])}
+TEACHER_SWEEP = {f"teacher-stsb-bf16-lr{lr}": ("stsb", ["--lr", lr, "--epochs", "4", "--precision", "bf16"])
+                 for lr in ("5e-5", "2e-4")}
 
 
 def general(steps: int, *extra: str, start: str = "") -> list[str]:
@@ -115,6 +116,10 @@ GENERAL_BF16_1K = general(1000, *BF16)
 BF16_1K = ("squad",)
 # the QA student went from F1 13.7 after one epoch to 31.1 after two (teacher 67.6): the same student over 4 epochs
 STUDENT_1K_EPOCHS = {"squad": "4"}
+# the 1,000-step general student continued for 4,000 more steps (5,000 in all, as general-bf16-long but restarted at
+# 1,000 instead of 2,500), then the QA and STS-B students from it: what does the longer stage give the QA student?
+GENERAL_BF16_5K = general(4000, *BF16, start=f"{OUT}/general-bf16-1k/best")
+BF16_5K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"]}
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
 
@@ -156,6 +161,10 @@ def runs() -> dict[str, list[str]]:
         for suffix, epochs in (("", STUDENT_EPOCHS[task]), ("-ep" + STUDENT_1K_EPOCHS[task], STUDENT_1K_EPOCHS[task])):
             table[f"student-{task}-bf16-1k{suffix}"] = student(task, epochs, *BF16, start=f"{OUT}/general-bf16-1k/best",
                                                                teacher=f"{OUT}/teacher-{task}-bf16/best")
+    table["general-bf16-5k"] = GENERAL_BF16_5K
+    for task, epochs in BF16_5K.items():
+        table[f"student-{task}-bf16-5k"] = student(task, epochs, *BF16, start=f"{OUT}/general-bf16-5k/best",
+                                                   teacher=f"{OUT}/teacher-{task}-bf16/best")
     for task in HEAD_INIT:
         table[f"student-{task}-bf16-long-head"] = [*table[f"student-{task}-bf16-long"], "--head-init", "teacher"]
     return table
@@ -250,6 +259,9 @@ def sts_cosine(models: list[str]) -> None:
                 "embeddings", "scores": scores, "command": shlex.join(["benchmarks/accuracy.py", *sys.argv[1:]])})
 
 
+SUMMARY_KEYS = {"aug": "augmented"}  # a student's suffix -> its key in the summary rows, where the two differ
+
+
 def collect() -> None:
     """Small per-run JSON files and the summary rows the issue asks for, from the finished runs."""
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -287,21 +299,19 @@ def collect() -> None:
                      "student_int8": score(s.get("int8")),
                      "speedup": None, "teacher_cmd": t.get("command"), "student_cmd": s.get("command"),
                      "precision": "bf16 autocast" if variant else "fp32"})
-        bf16_teacher = DOCS / f"acc-teacher-{task}-bf16.json"
-        if bf16_teacher.exists() and not variant:  # the teacher of the bf16 chain (its student is compared with it)
-            rows[-1]["teacher_bf16"] = score(json.loads(bf16_teacher.read_text()).get("dev"))
-        extras = [("aug", "augmented"), ("long", "long")] + ([] if variant else [
-            ("bf16", "bf16"), ("bf16-long", "bf16_long"), ("bf16-long-head", "bf16_long_head"),
-            ("bf16-1k", "bf16_1k"), ("bf16-1k-ep4", "bf16_1k_ep4")])
-        for suffix, key in extras:
-            # the same student with a teacher-labelled transfer set (--augment); from the longer general distillation;
-            # from the bf16 chain (compared with its own teacher, teacher_bf16), from its 5,000-step general, from
-            # that with the teacher's head to start, and from its 1,000-step general (2 and 4 epochs)
-            other = DOCS / f"acc-student-{task}-{suffix}.json"
-            if other.exists():
-                a = json.loads(other.read_text())
-                rows[-1] |= {f"student_{key}": score(a.get("student_dev")), f"student_{key}_int8": score(a.get("int8")),
-                             f"student_{key}_cmd": a.get("command")}
+        # every other run of the task joins the row: teacher-<task>-<suffix> as teacher_<suffix> (the bf16 chain's
+        # teacher, which its students are compared with, and the sweep points), student-<task>-<suffix> as
+        # student_<suffix> (with a transfer set, from the longer general stages, from the bf16 chain, ...)
+        for name in runs():
+            role, _, suffix = name.partition(f"-{task}-")
+            other = DOCS / f"acc-{name}.json"
+            if role not in ("teacher", "student") or f"-{suffix}" == variant or not other.exists():
+                continue
+            a, key = json.loads(other.read_text()), f"{role}_" + SUMMARY_KEYS.get(suffix, suffix.replace("-", "_"))
+            rows[-1][key] = score(a.get("dev") if role == "teacher" else a.get("student_dev"))
+            if role == "student":
+                rows[-1][f"{key}_int8"] = score(a.get("int8"))
+            rows[-1][f"{key}_cmd"] = a.get("command")
     speed = DOCS / "acc-speed.json"
     if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]

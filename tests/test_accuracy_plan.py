@@ -37,7 +37,8 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
     finished = {"teacher-squad": {"task": "squad", "metric": "f1", "dev": {"exact_match": 56.0, "f1": 67.5}},
                 "teacher-squad-bf16": {"task": "squad", "metric": "f1", "dev": {"exact_match": 55.0, "f1": 66.0}},
                 "student-squad-bf16-1k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 60.0}},
-                "student-squad-bf16-1k-ep4": {"task": "squad", "metric": "f1", "student_dev": {"f1": 63.0}}}
+                "student-squad-bf16-1k-ep4": {"task": "squad", "metric": "f1", "student_dev": {"f1": 63.0}},
+                "student-squad-bf16-5k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 64.0}}}
     for name, result in finished.items():
         (out / name).mkdir(parents=True)
         (out / name / "results.json").write_text(json.dumps(result))
@@ -53,5 +54,6 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
     assert row["student"] is None
     assert row["student_bf16_1k"] == pytest.approx(0.6) and row["student_bf16_1k_int8"] == pytest.approx(0.595)
     assert row["student_bf16_1k_ep4"] == pytest.approx(0.63) and row["student_bf16_1k_ep4_int8"] is None
+    assert row["student_bf16_5k"] == pytest.approx(0.64) and "student_bf16_5k_cmd" in row
     assert row["speedup_zen4"] == 1.3 and "speedup_amx" not in row
     assert json.loads((docs / "acc-student-squad-bf16-1k.json").read_text())["int8"] == {"f1": 59.5}
