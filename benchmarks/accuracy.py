@@ -90,7 +90,7 @@ GENERAL = general(600)
 # general distillation continued from that student for 4,000 more steps (about 4 h here, so it spans sessions: run
 # the same command again and it resumes from its last checkpoint, written every 100 steps)
 GENERAL_LONG = general(4000, start=f"{OUT}/general/best")
-STUDENT_OPTIONS = ["--student", f"{OUT}/general/best", "--lr", "2e-4", "--calibrate", "0"]
+STUDENT_OPTIONS = ["--lr", "2e-4", "--calibrate", "0"]
 # SST-2: one epoch (2,105 steps), evaluated every 700 steps as its teacher was; two epochs did not fit one 3-hour
 # session on the 2-core machine beside the other runs
 STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "1", "squad": "2", "qnli": "3"}
@@ -124,49 +124,53 @@ BF16_5K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"]}
 HEAD_INIT = ("stsb", "mrpc")
 
 
-def student(task: str, epochs: str, *extra: str, start: str = f"{OUT}/general/best", teacher: str = "") -> list[str]:
-    """Task distillation from ``teacher`` (default: the task's fp32 teacher) into the general student ``start``."""
-    options = [start if a == f"{OUT}/general/best" else a for a in STUDENT_OPTIONS]
-    return ["distill", "--teacher", teacher or f"{OUT}/teacher-{task}/best", *data_args(task), *options,
-            "--epochs", epochs, *extra, *STUDENT_EXTRA.get(task, [])]
+def student(task: str, epochs: str, *extra: str, start: str, teacher: str) -> list[str]:
+    """Task distillation from ``teacher`` into the general student ``start``."""
+    return ["distill", "--teacher", teacher, *data_args(task), "--student", start, *STUDENT_OPTIONS, "--epochs", epochs,
+            *extra, *STUDENT_EXTRA.get(task, [])]
 
 
 def runs() -> dict[str, list[str]]:
     table: dict[str, list[str]] = {}
+
+    def from_stage(stage: str, epochs: dict[str, str], suffix: str = "", *extra: str) -> None:
+        """The task students distilled from general stage ``stage``'s student, named student-<task><stage's suffix>
+        <suffix> (general-bf16-long -> student-stsb-bf16-long); a bf16 stage's students learn from the bf16
+        teachers, under bf16 too."""
+        bf16 = "bf16" in stage
+        for task, n in epochs.items():
+            teacher = f"{OUT}/teacher-{task}{'-bf16' if bf16 else ''}/best"
+            table[f"student-{task}{stage.removeprefix('general')}{suffix}"] = student(
+                task, n, *(BF16 if bf16 else []), *extra, start=f"{OUT}/{stage}/best", teacher=teacher)
+
+    def default_epochs(tasks) -> dict[str, str]:
+        return {task: STUDENT_EPOCHS[task] for task in tasks}
+
     for task, options in TEACHER_OPTIONS.items():
         table[f"teacher-{task}"] = ["finetune", "--model", MINILM, *data_args(task), *options]
     for name, (task, options) in TEACHER_SWEEP.items():
         table[name] = ["finetune", "--model", MINILM, *data_args(task), *options]
     table["general"] = GENERAL
     table["general-long"] = GENERAL_LONG
-    for task in TEACHER_OPTIONS:
-        table[f"student-{task}"] = student(task, STUDENT_EPOCHS[task])
+    from_stage("general", default_epochs(TEACHER_OPTIONS))
     for task, aug in AUGMENT.items():
-        table[f"student-{task}-aug"] = student(task, str(aug["epochs"]), "--augment", str(aug["copies"]))
-    for task in LONG:
-        table[f"student-{task}-long"] = student(task, STUDENT_EPOCHS[task], start=f"{OUT}/general-long/best")
-    table["general-bf16"] = GENERAL_BF16
+        from_stage("general", {task: str(aug["epochs"])}, "-aug", "--augment", str(aug["copies"]))
+    from_stage("general-long", default_epochs(LONG))
     for task in BF16_TASKS:
         table[f"teacher-{task}-bf16"] = [*table[f"teacher-{task}"], *BF16]
-        table[f"student-{task}-bf16"] = student(task, STUDENT_EPOCHS[task], *BF16, start=f"{OUT}/general-bf16/best",
-                                                teacher=f"{OUT}/teacher-{task}-bf16/best")
+    table["general-bf16"] = GENERAL_BF16
+    from_stage("general-bf16", default_epochs(BF16_TASKS))
     table["general-bf16-long"] = GENERAL_BF16_LONG
     table["general-bf16-xl"] = GENERAL_BF16_XL
-    for task in BF16_LONG:
-        table[f"student-{task}-bf16-long"] = student(task, STUDENT_EPOCHS[task], *BF16,
-                                                     start=f"{OUT}/general-bf16-long/best",
-                                                     teacher=f"{OUT}/teacher-{task}-bf16/best")
+    from_stage("general-bf16-long", default_epochs(BF16_LONG))
     table["general-bf16-1k"] = GENERAL_BF16_1K
-    for task in BF16_1K:
-        for suffix, epochs in (("", STUDENT_EPOCHS[task]), ("-ep" + STUDENT_1K_EPOCHS[task], STUDENT_1K_EPOCHS[task])):
-            table[f"student-{task}-bf16-1k{suffix}"] = student(task, epochs, *BF16, start=f"{OUT}/general-bf16-1k/best",
-                                                               teacher=f"{OUT}/teacher-{task}-bf16/best")
+    from_stage("general-bf16-1k", default_epochs(BF16_1K))
+    for task, epochs in STUDENT_1K_EPOCHS.items():
+        from_stage("general-bf16-1k", {task: epochs}, f"-ep{epochs}")
     table["general-bf16-5k"] = GENERAL_BF16_5K
-    for task, epochs in BF16_5K.items():
-        table[f"student-{task}-bf16-5k"] = student(task, epochs, *BF16, start=f"{OUT}/general-bf16-5k/best",
-                                                   teacher=f"{OUT}/teacher-{task}-bf16/best")
+    from_stage("general-bf16-5k", BF16_5K)
     for task in HEAD_INIT:
-        table[f"student-{task}-bf16-long-head"] = [*table[f"student-{task}-bf16-long"], "--head-init", "teacher"]
+        from_stage("general-bf16-long", default_epochs([task]), "-head", "--head-init", "teacher")
     return table
 
 
