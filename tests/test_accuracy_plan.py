@@ -38,7 +38,10 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
                 "teacher-squad-bf16": {"task": "squad", "metric": "f1", "dev": {"exact_match": 55.0, "f1": 66.0}},
                 "student-squad-bf16-1k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 60.0}},
                 "student-squad-bf16-1k-ep4": {"task": "squad", "metric": "f1", "student_dev": {"f1": 63.0}},
-                "student-squad-bf16-5k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 64.0}}}
+                "student-squad-bf16-5k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 64.0}},
+                # a task run only in the bf16 chain: its bf16 teacher and student are the row's own
+                "teacher-qnli-bf16": {"task": "qnli", "metric": "accuracy", "dev": {"accuracy": 0.83}},
+                "student-qnli-bf16": {"task": "qnli", "metric": "accuracy", "student_dev": {"accuracy": 0.69}}}
     for name, result in finished.items():
         (out / name).mkdir(parents=True)
         (out / name / "results.json").write_text(json.dumps(result))
@@ -47,8 +50,10 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
     (docs / "acc-speed-zen4.json").write_text(json.dumps({"student_best_vs_teacher_best": 1.3}))
     accuracy.collect()
     rows = json.loads((docs / "accuracy.json").read_text())
-    assert [r["task"] for r in rows] == ["squad"]  # no other teacher finished
-    row = rows[0]
+    assert [r["task"] for r in rows] == ["squad", "qnli"]  # no other teacher finished
+    row, qnli = rows
+    assert (qnli["teacher"], qnli["student"], qnli["precision"]) == (0.83, 0.69, "bf16 autocast")
+    assert not any(k.startswith(("teacher_bf16", "student_bf16")) for k in qnli)
     # SQuAD's 0..100 scores are on the summary's 0..1 scale; the student has no fp32-chain run
     assert row["teacher"] == pytest.approx(0.675) and row["teacher_bf16"] == pytest.approx(0.66)
     assert row["student"] is None
