@@ -121,6 +121,9 @@ STUDENT_1K_EPOCHS = {"squad": "4"}
 # 1,000 instead of 2,500), then the QA and STS-B students from it: what does the longer stage give the QA student?
 GENERAL_BF16_5K = general(4000, *BF16, start=f"{OUT}/general-bf16-1k/best")
 BF16_5K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"]}
+# ... and 5,000 more (10,000 in all; ~85 min on the AMX machine, so it may span sessions: it resumes from its
+# checkpoints)
+GENERAL_BF16_10K = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
 
@@ -172,6 +175,7 @@ def runs() -> dict[str, list[str]]:
         from_stage("general-bf16-1k", {task: epochs}, f"-ep{epochs}")
     table["general-bf16-5k"] = GENERAL_BF16_5K
     from_stage("general-bf16-5k", BF16_5K)
+    table["general-bf16-10k"] = GENERAL_BF16_10K
     return table
 
 
