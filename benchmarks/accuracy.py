@@ -124,6 +124,16 @@ BF16_5K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"]}
 # ... and 5,000 more (10,000 in all; ~85 min on the AMX machine, so it may span sessions: it resumes from its
 # checkpoints)
 GENERAL_BF16_10K = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
+# the same QA and STS-B students from it, then STS-B over 10 epochs (from 5,000 steps it still rose in its 6th epoch),
+# and SST-2's (its row still comes from the 600-step fp32 stage; it needs teacher-sst2-bf16 first)
+BF16_10K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"], "sst2": STUDENT_EPOCHS["sst2"]}
+BF16_10K_LONGER = {"stsb": "10"}
+# The general stages above ran when a corpus folder meant its .txt files only (27,416 windows of 19th-century books,
+# speeches and WikiText: "texts" in their JSON; --data-dir '../shared/data/corpus/**/*.txt' reads exactly those
+# now). Since 2026-12-06 a folder's .tsv text columns are read too, which adds the 2,000 movie reviews (41,779
+# windows). The same 5,000 steps from general-bf16-5k on the whole folder, then the same students: does more, and
+# more modern, text pay (SST-2 is movie reviews too)?
+GENERAL_BF16_10K_REVIEWS = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
 
@@ -160,7 +170,7 @@ def runs() -> dict[str, list[str]]:
     for task, aug in AUGMENT.items():
         from_stage("general", {task: str(aug["epochs"])}, "-aug", "--augment", str(aug["copies"]))
     from_stage("general-long", default_epochs(LONG))
-    for task in BF16_TASKS:
+    for task in (*BF16_TASKS, "sst2"):
         table[f"teacher-{task}-bf16"] = [*table[f"teacher-{task}"], *BF16]
     table["general-bf16"] = GENERAL_BF16
     from_stage("general-bf16", default_epochs(BF16_TASKS))
@@ -176,6 +186,11 @@ def runs() -> dict[str, list[str]]:
     table["general-bf16-5k"] = GENERAL_BF16_5K
     from_stage("general-bf16-5k", BF16_5K)
     table["general-bf16-10k"] = GENERAL_BF16_10K
+    from_stage("general-bf16-10k", BF16_10K)
+    for task, epochs in BF16_10K_LONGER.items():
+        from_stage("general-bf16-10k", {task: epochs}, f"-ep{epochs}")
+    table["general-bf16-10k-reviews"] = GENERAL_BF16_10K_REVIEWS
+    from_stage("general-bf16-10k-reviews", BF16_10K)
     return table
 
 

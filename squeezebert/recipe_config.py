@@ -68,7 +68,8 @@ class FinetuneConfig(RecipeConfig):
 
 @dataclass(kw_only=True)
 class DistillConfig(RecipeConfig):
-    task: str = option(help=f"{TASK_HELP}; or {GENERAL}: task-agnostic, on the .txt files under --data-dir")
+    task: str = option(help=f"{TASK_HELP}; or {GENERAL}: task-agnostic, on the text under --data-dir (.txt files, "
+                            "the text column of .tsv files)")
     lr: float = option(1e-4, "peak learning rate")
     limit_train: int | None = option(None, "a seeded random sample of N training examples (general: N text "
                                            "windows)")

@@ -238,6 +238,7 @@ def test_cli_squeeze_and_general_and_task_distill(tmp_path, tiny_teacher, capsys
                  "--out", str(tmp_path / "gen"), "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
     general = json.loads((tmp_path / "gen" / "results.json").read_text())
     assert general["steps"] == 2 and general["model_dir"] == str(tmp_path / "gen" / "best")
+    assert general["corpus_windows"] == {str(corpus / "text.txt"): general["texts"]}
     # the documented flow: the general student (its `best`, the last model) starts task distillation
     assert main(["distill", "--teacher", str(tiny_teacher), "--student", str(tmp_path / "gen" / "best"), "--task",
                  "sst2", "--data-dir", str(SAMPLE), "--out", str(tmp_path / "from-gen"), "--max-steps", "1",
@@ -317,3 +318,46 @@ def test_augment_is_refused_for_general_distillation(tmp_path, tiny_teacher, cap
                  "--augment", "1", "--out", str(tmp_path / "g"), "--no-progress"]) == 2
     assert "--augment is for task distillation" in capsys.readouterr().err
     assert not (tmp_path / "g" / "results.json").exists()
+
+
+def test_general_corpus_reads_text_and_tsv_files_and_names_what_it_skips(tmp_path, caplog):
+    from test_pretrain import WORDS, write_vocab
+
+    from squeezebert.distill.distill import corpus_files, text_features
+
+    tok = Tokenizer.from_vocab(write_vocab(tmp_path / "vocab.txt"))
+    rng = random.Random(0)
+
+    def sentence(n: int = 12) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(n)) + " ."
+
+    corpus = tmp_path / "corpus"
+    (corpus / "books").mkdir(parents=True)
+    # a hard-wrapped book: 3 paragraphs, the first of two lines (one paragraph, one window); "#" lines separate files
+    (corpus / "books" / "book.txt").write_text(
+        f"# speech one\n{sentence()}\n{sentence()}\n\n{sentence()}\n\n{sentence()}\n")
+    (corpus / "reviews.tsv").write_text("id\ttext\tlabel\n" + "".join(f"r{i}\t{sentence()}\t1\n" for i in range(4)))
+    (corpus / "labelled.tsv").write_text("sentence\tlabel\n" + f"{sentence()}\t0\n")  # no text column
+    (corpus / "notes.md").write_text(sentence())  # neither .txt nor .tsv
+    with caplog.at_level("WARNING"):
+        files = corpus_files(corpus)
+    assert [Path(f).name for f in files] == ["book.txt", "reviews.tsv"]
+    assert "labelled.tsv" in caplog.text and "?column=NAME" in caplog.text
+    features, counts = text_features(tok, files, max_length=64)
+    assert {Path(f).name: n for f, n in counts.items()} == {"book.txt": 3, "reviews.tsv": 4}
+    # the wrapped paragraph is one window of its 2 x 13 tokens; the "#" line (words the vocabulary lacks) is skipped
+    assert len(features[0]["input_ids"]) == 2 + 2 * 13 and tok.unk_token_id not in features[0]["input_ids"]
+    assert all(f["input_ids"][0] == tok.cls_token_id and f["input_ids"][-1] == tok.sep_token_id for f in features)
+    # ids and labels never become text: each review window is its sentence alone
+    assert all(len(f["input_ids"]) == 13 + 2 for f in features[3:])
+    # an entry names the column of any .tsv file; repeat= upsamples it; limit caps the windows
+    assert text_features(tok, corpus_files(f"{corpus}/labelled.tsv?column=sentence"), 64)[1] == {
+        str(corpus / "labelled.tsv"): 1}
+    assert len(text_features(tok, corpus_files(f"{corpus}/reviews.tsv?repeat=3"), 64)[0]) == 12
+    assert len(text_features(tok, files, 64, limit=5)[0]) == 5
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        corpus_files(corpus / "missing.txt")
+    (corpus / "books" / "book.txt").unlink()
+    (corpus / "reviews.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match="no .txt files"):
+        corpus_files(corpus)

@@ -96,3 +96,10 @@ def test_pretrain_runs_from_a_dataset_and_files_together(tmp_path, hf):
     result = pretrain(load_config(write_config(tmp_path / "c.json", config)))
     assert result["phases"][0]["steps"] == 6 and result["phases"][0]["session_tokens"] > 6 * 8 * 10
     assert final_weights(tmp_path / "run")  # a model was written
+
+
+def test_general_distillation_reads_a_dataset_entry(hf):
+    from squeezebert.distill.distill import corpus_files, text_features
+
+    features, counts = text_features(Tokenizer.from_vocab(hf["vocab"]), corpus_files(hf["saved"]), max_length=32)
+    assert counts == {hf["saved"]: len(features)} and len(features) >= 60  # every row a paragraph, long ones cut

@@ -71,6 +71,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 FILE_OPTIONS = ("column", "documents", "repeat")
+TEXT_COLUMN = "text"  # the .tsv column a corpus reads unless an entry names another (?column=NAME)
 
 
 def split_entry(entry: str) -> tuple[str, dict[str, str]]:
@@ -142,9 +143,8 @@ def plan_units(files: Sequence[str], part_bytes: int) -> list[Unit]:
         size = os.path.getsize(path)
         column = None
         if path.endswith(".tsv"):
-            with open_text(path) as f:
-                header = f.readline().rstrip("\r\n").split("\t")
-            name = options.get("column", "text")
+            header = tsv_header(path)
+            name = options.get("column", TEXT_COLUMN)
             if name not in header:
                 raise ValueError(f"{path}: a .tsv corpus file needs a {name!r} column in its header (choose one "
                                  f"with ?column=NAME), got {header}")
@@ -154,6 +154,11 @@ def plan_units(files: Sequence[str], part_bytes: int) -> list[Unit]:
                 units.append(Unit(path, start, min(start + part_bytes, size), column,
                                   documents=options.get("documents"), copy=copy))
     return units
+
+
+def tsv_header(path: str | os.PathLike) -> list[str]:
+    with open_text(path) as f:
+        return f.readline().rstrip("\r\n").split("\t")
 
 
 def read_unit_lines(unit: Unit) -> list[str]:

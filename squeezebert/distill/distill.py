@@ -16,17 +16,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import time
 from functools import partial
+from itertools import islice
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, load_model
 from ..config import PRESETS, preset
-from ..data.pretraining import lines_to_documents
+from ..data.pretraining import (TEXT_COLUMN, expand_corpus, lines_to_documents, plan_units, read_unit_lines, tsv_header,
+                                unit_document_chunks)
 from ..finetune.features import collate
 from ..finetune.recipe import Recipe, load_tokenizer, task_config
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
@@ -115,8 +118,10 @@ class DistillRecipe(Recipe):
         if self.config.general:
             if not self.config.data_dir:
                 raise ValueError(f"--task {GENERAL} needs --data-dir: a folder of .txt files (or one file)")
-            self.features = text_features(self.tokenizer, corpus_files(self.config.data_dir), self.config.max_length,
-                                          self.config.limit_train)
+            self.features, self.corpus_windows = text_features(
+                self.tokenizer, corpus_files(self.config.data_dir), self.config.max_length, self.config.limit_train)
+            log.info("general corpus: %d windows of <= %d tokens from %d file(s)", len(self.features),
+                     self.config.max_length, len(self.corpus_windows))
         else:
             super().load_data()
             self.features = self.data.train
@@ -205,6 +210,7 @@ class DistillRecipe(Recipe):
         c = self.config
         if c.general:
             return {"teacher": c.teacher, "student": c.student, "corpus": c.data_dir, "texts": len(self.features),
+                    "corpus_windows": self.corpus_windows,
                     "model_dir": result.best_dir or result.last_dir,
                     "final_losses": next((row for row in reversed(result.history) if "loss" in row), {}),
                     "weights": vars(self.weights)}
@@ -243,45 +249,70 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
 # ---- general distillation -----------------------------------------------------------------------------------------
 
 
-def text_features(tokenizer: Tokenizer, paths: Sequence[str | os.PathLike], max_length: int = 128,
-                  limit: int | None = None, min_words: int = 8) -> list[dict]:
-    """Unlabeled text -> features: each paragraph (a block of lines up to a blank line, so hard-wrapped books read
-    as running text) of at least ``min_words`` words, cut into windows of ``max_length`` tokens ([CLS] ... [SEP]).
-    Full windows give every position of the student a training signal; a paragraph's last piece is kept when it
-    has ``min_words`` tokens or more. ``limit`` caps the number of windows. Lines starting with ``#`` are file
-    separators (the speeches corpus) and skipped."""
-    body = max_length - 2
-    features: list[dict] = []
-    for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = [line for line in f.read().splitlines() if not line.startswith("#")]
-        paragraphs = [" ".join(sentences) for sentences in lines_to_documents(lines, "paragraph")]
-        paragraphs = [p for p in paragraphs if len(p.split()) >= min_words]
-        if not paragraphs:
+def corpus_paragraphs(entries: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """(file, its paragraphs) for every corpus entry, read as pretraining reads them (:mod:`..data.pretraining`):
+    plain text in blocks of lines up to a blank line, so hard-wrapped books read as running text (lines starting
+    with ``#`` are file separators, as in the speeches corpus, and skipped); a .tsv file's ``text`` column (or
+    ``?column=NAME``) one row a paragraph; ``?documents=line|paragraph`` and ``?repeat=N`` as there."""
+    for unit in plan_units(entries, part_bytes=sys.maxsize):  # one unit a file (a repeat copy: one more)
+        if unit.kind != "file":  # an hf: dataset's rows, each a document
+            for documents in unit_document_chunks(unit, "paragraph"):
+                yield unit.path, [" ".join(sentences) for sentences in documents]
             continue
-        encoded = tokenizer(paragraphs, padding=False, truncation=None, add_special_tokens=False,
-                            return_tensors=None)["input_ids"]
-        for ids in encoded:
-            for start in range(0, len(ids), body):
-                piece = ids[start:start + body]
-                if len(piece) >= min_words:
-                    window = [tokenizer.cls_token_id, *piece, tokenizer.sep_token_id]
-                    features.append({"input_ids": window, "token_type_ids": [0] * len(window)})
-                if limit is not None and len(features) >= limit:
-                    return features
+        lines = read_unit_lines(unit)
+        if unit.column is None:
+            lines = [line for line in lines if not line.startswith("#")]
+        mode = unit.documents or ("paragraph" if unit.column is None else "line")
+        yield unit.path, [" ".join(sentences) for sentences in lines_to_documents(lines, mode)]
+
+
+def text_features(tokenizer: Tokenizer, entries: Sequence[str | os.PathLike], max_length: int = 128,
+                  limit: int | None = None, min_words: int = 8) -> tuple[list[dict], dict[str, int]]:
+    """Unlabeled text -> features and the number of windows from each file: each paragraph
+    (:func:`corpus_paragraphs`) of at least ``min_words`` words, cut into windows of ``max_length`` tokens
+    ([CLS] ... [SEP]). Full windows give every position of the student a training signal; a paragraph's last
+    piece is kept when it has ``min_words`` tokens or more. ``limit`` caps the number of windows."""
+    body = max_length - 2
+
+    def windows() -> Iterator[tuple[str, list[int]]]:
+        for path, paragraphs in corpus_paragraphs([str(e) for e in entries]):
+            paragraphs = [p for p in paragraphs if len(p.split()) >= min_words]
+            if not paragraphs:
+                continue
+            encoded = tokenizer(paragraphs, padding=False, truncation=None, add_special_tokens=False,
+                                return_tensors=None)["input_ids"]
+            for ids in encoded:
+                for start in range(0, len(ids), body):
+                    if len(piece := ids[start:start + body]) >= min_words:
+                        yield path, [tokenizer.cls_token_id, *piece, tokenizer.sep_token_id]
+
+    features: list[dict] = []
+    counts: dict[str, int] = {}
+    for path, window in islice(windows(), limit):
+        features.append({"input_ids": window, "token_type_ids": [0] * len(window)})
+        counts[path] = counts.get(path, 0) + 1
     if not features:
-        raise ValueError(f"no paragraphs of >= {min_words} words in {', '.join(map(str, paths))}")
-    return features
+        raise ValueError(f"no paragraphs of >= {min_words} words in {', '.join(map(str, entries))}")
+    return features, counts
 
 
-def corpus_files(data_dir: str | os.PathLike) -> list[Path]:
-    """Every ``.txt`` file under ``data_dir`` (or the file itself), sorted."""
+def corpus_files(data_dir: str | os.PathLike) -> list[str]:
+    """The corpus entries of ``--data-dir``: a folder gives every ``.txt`` file under it and every ``.tsv`` file
+    with a ``text`` column (a .tsv without one, e.g. a labelled GLUE file, is skipped with a warning that says how
+    to read it); a file, glob or entry with options (``reviews.tsv?column=review``) is read as it is."""
     path = Path(data_dir)
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+    if not path.is_dir():
+        return expand_corpus([str(data_dir)])
+    files = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".tsv")):
+        if file.suffix == ".tsv" and TEXT_COLUMN not in tsv_header(file):
+            log.warning("general corpus: skipping %s: no %r column (name one: --data-dir '%s?column=NAME')", file,
+                        TEXT_COLUMN, file)
+            continue
+        files.append(str(file))
     if not files:
-        raise FileNotFoundError(f"{path}: no .txt files for general distillation")
+        raise FileNotFoundError(f"{path}: no .txt files (or .tsv files with a {TEXT_COLUMN!r} column) for general "
+                                "distillation")
     return files
 
 
