@@ -132,7 +132,8 @@ BF16_10K_LONGER = {"stsb": "10"}
 # speeches and WikiText: "texts" in their JSON; --data-dir '../shared/data/corpus/**/*.txt' reads exactly those
 # now). Since 2026-12-06 a folder's .tsv text columns are read too, which adds the 2,000 movie reviews (41,779
 # windows). The same 5,000 steps from general-bf16-5k on the whole folder, then the same students: does more, and
-# more modern, text pay (SST-2 is movie reviews too)?
+# more modern, text pay (SST-2 is movie reviews too)? It is also the first stage with a held-out loss (distill
+# --held-out, default 256 windows): its curve says whether the later steps still teach anything.
 GENERAL_BF16_10K_REVIEWS = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")

@@ -79,6 +79,9 @@ class DistillConfig(RecipeConfig):
                                      "MNLI-stage student) or a preset")
     groups: str = option("paper", "groups when squeezing (see squeezebert squeeze --help)")
     calibrate: int = option(256, "training examples for the squeeze fit (0: none)")
+    held_out: int = option(256, f"--task {GENERAL}: corpus windows held out of training (at most a tenth); the "
+                                "student's distillation loss on them is scored at every evaluation and the lowest "
+                                "picks OUT/best (0: none held out, the last model is kept)")
     augment: int = option(0, "perturbed copies of each training example, labelled by the teacher, added to the "
                              "training set (sentence and pair tasks; see squeezebert.distill.augment)")
     augment_rate: float = option(0.1, "with --augment: the chance of each word being dropped, and of it being "

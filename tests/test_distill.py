@@ -361,3 +361,33 @@ def test_general_corpus_reads_text_and_tsv_files_and_names_what_it_skips(tmp_pat
     (corpus / "reviews.tsv").unlink()
     with pytest.raises(FileNotFoundError, match="no .txt files"):
         corpus_files(corpus)
+
+
+def test_general_distillation_scores_held_out_windows_and_keeps_the_lowest(tmp_path, tiny_teacher):
+    from squeezebert.distill.distill import distill_general, hold_out
+
+    corpus = tmp_path / "corpus.txt"  # one sentence a paragraph: a window each if it has 8 words or more
+    corpus.write_text("\n\n".join(line.split("\t")[0] for line in
+                                  (SAMPLE / "train.tsv").read_text().splitlines()[1:401]))
+    # a fresh student (the squeezed tiny teacher starts almost at zero loss): it has something to learn
+    results = distill_general(tiny_teacher, corpus, tmp_path / "gen", student="tiny", held_out=20, max_steps=6,
+                              eval_every=2, batch_size=16, lr=3e-3, calibrate=0, **FAST)
+    held = results["held_out"]
+    assert held["windows"] == 20 and results["texts"] == sum(results["corpus_windows"].values()) - 20
+    assert [e["step"] for e in held["evals"]] == [2, 4, 6]
+    assert set(held["before"]) == {"loss", "emb", "hid", "att"} and held["before"]["loss"] > 0
+    lowest = min(held["evals"], key=lambda e: e["loss"])
+    assert held["best"] == lowest and results["model_dir"] == str(tmp_path / "gen" / "best")
+    # training lowers the held-out loss (the fit generalises beyond its own windows)
+    assert lowest["loss"] < held["before"]["loss"]
+    # the seeded sample: the same windows every time, none of them trained on, capped at a tenth of the corpus
+    windows = [{"input_ids": [i]} for i in range(100)]
+    train, out = hold_out(windows, 32, seed=1)
+    assert len(out) == 10 and hold_out(windows, 32, seed=1) == (train, out)
+    assert sorted(w["input_ids"][0] for w in train + out) == list(range(100))
+    assert hold_out(windows, 0, seed=1) == (windows, [])
+    with pytest.raises(ValueError, match="--held-out must be >= 0"):
+        hold_out(windows, -1, seed=1)
+    none = distill_general(tiny_teacher, corpus, tmp_path / "none", student="tiny", held_out=0, max_steps=1,
+                           batch_size=16, calibrate=0, **FAST)
+    assert none["held_out"] is None and none["texts"] == results["texts"] + 20

@@ -192,3 +192,25 @@ def test_resume_rejects_a_corrupt_state(tmp_path):
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(TrainingError, match="unreadable training state"):
         run(str(tmp_path), 6)
+
+
+def test_a_lower_is_better_metric_keeps_the_lowest_model(tmp_path):
+    """As general distillation's held-out loss: greater_is_better=False saves best/ at the lowest score."""
+    torch.set_num_threads(1)
+    scores = iter([3.0, 1.0, 2.0])
+    saved_at: list[int] = []
+    model = tiny_model()
+
+    def evaluate(m):
+        return {"loss": next(scores)}
+
+    args = TrainingArgs(output_dir=str(tmp_path), max_steps=6, eval_every=2, lr=1e-3, metric="loss",
+                        greater_is_better=False, progress=False)
+    def save(m, directory):  # best/ is written through a temporary sibling, .best<mark><pid>
+        if Path(directory).name.startswith(".best"):
+            saved_at.append(trainer.step)
+        Path(directory, "w").write_text("x")
+
+    trainer = Trainer(model, args, ShuffledBatches(toy_features(), 8, collate), evaluate=evaluate, save_model=save)
+    result = trainer.train()
+    assert result.best_metric == 1.0 and saved_at == [2, 4]  # not at 6 (2.0), nor at the end

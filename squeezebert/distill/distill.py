@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import nullcontext
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -117,11 +118,12 @@ class DistillRecipe(Recipe):
             raise ValueError(f"--augment is for task distillation; --task {GENERAL} has no labels to copy")
         if self.config.general:
             if not self.config.data_dir:
-                raise ValueError(f"--task {GENERAL} needs --data-dir: a folder of .txt files (or one file)")
-            self.features, self.corpus_windows = text_features(
+                raise ValueError(f"--task {GENERAL} needs --data-dir: a folder of .txt or .tsv files (or one file)")
+            windows, self.corpus_windows = text_features(
                 self.tokenizer, corpus_files(self.config.data_dir), self.config.max_length, self.config.limit_train)
-            log.info("general corpus: %d windows of <= %d tokens from %d file(s)", len(self.features),
-                     self.config.max_length, len(self.corpus_windows))
+            self.features, self.held_out = hold_out(windows, self.config.held_out, self.config.seed)
+            log.info("general corpus: %d windows of <= %d tokens from %d file(s), %d of them held out",
+                     len(windows), self.config.max_length, len(self.corpus_windows), len(self.held_out))
         else:
             super().load_data()
             self.features = self.data.train
@@ -130,6 +132,26 @@ class DistillRecipe(Recipe):
         if self.config.general:
             return self.features, partial(collate, pad_token_id=self.tokenizer.pad_token_id)
         return super().training_set()
+
+    @property
+    def has_dev(self) -> bool:
+        return bool(self.held_out) if self.config.general else super().has_dev
+
+    @property
+    def metric(self) -> str | None:  # general: the held-out distillation loss, lowest best
+        return ("loss" if self.held_out else None) if self.config.general else super().metric
+
+    @property
+    def greater_is_better(self) -> bool:
+        return not self.config.general
+
+    def dev_scores(self, model: nn.Module) -> dict[str, float] | None:
+        if not self.config.general:
+            return super().dev_scores(model)
+        if not self.held_out or model is self.teacher:
+            return None
+        return held_out_loss(self.distill_loss, model, self.held_out, self.tokenizer.pad_token_id,
+                             self.config.eval_batch_size, self.config.precision)
 
     @property
     def head(self) -> str:
@@ -167,7 +189,11 @@ class DistillRecipe(Recipe):
         self.squeeze_seconds = time.perf_counter() - t0
         if c.general and not isinstance(student, SqueezeBertModel):
             raise ValueError("general distillation trains a bare encoder")
+        # the loss the student trains on, and (general) its held-out score: with the same projections
+        self.distill_loss = DistillLoss(self.teacher, self.weights, student.config, self.teacher.config)
         self.teacher_dev, self.student_dev_before = self.dev_scores(self.teacher), self.dev_scores(student)
+        if c.general and self.student_dev_before is not None:
+            log.info("student before training, held-out loss: %s", self.student_dev_before)
         if self.teacher_dev is not None:
             log.info("teacher dev: %s; student before training: %s", self.teacher_dev, self.student_dev_before)
         return student
@@ -181,7 +207,7 @@ class DistillRecipe(Recipe):
         return teacher
 
     def loss(self) -> tuple[LossFn, dict[str, nn.Module] | None]:
-        loss = DistillLoss(self.teacher, self.weights, self.model.config, self.teacher.config)
+        loss = self.distill_loss
         return loss, {"projections": loss.projections} if len(loss.projections) else None
 
     def card(self) -> dict[str, Any]:
@@ -198,8 +224,9 @@ class DistillRecipe(Recipe):
         c = self.config
         common = dict(teacher=c.teacher, student=c.student, groups=c.groups, calibrate=c.calibrate,
                       weights=vars(self.weights), max_length=c.max_length)
-        if c.general:
-            return dict(corpus=c.data_dir, limit_texts=c.limit_train, **common)
+        if c.general:  # held_out (added later) appears only when used, so older general runs still resume
+            return dict(corpus=c.data_dir, limit_texts=c.limit_train, **common,
+                        **({"held_out": c.held_out} if c.held_out else {}))
         # settings added later appear only when used, so the checkpoints of older runs still resume
         later = {"augment": c.augment, "augment_rate": c.augment_rate} if c.augment else {}
         later |= {"head_init": c.head_init} if c.head_init != "fresh" else {}
@@ -212,6 +239,10 @@ class DistillRecipe(Recipe):
             return {"teacher": c.teacher, "student": c.student, "corpus": c.data_dir, "texts": len(self.features),
                     "corpus_windows": self.corpus_windows,
                     "model_dir": result.best_dir or result.last_dir,
+                    # the student's distillation loss on the held-out windows: before training, at every
+                    # evaluation, and the lowest (its model is model_dir)
+                    "held_out": {"windows": len(self.held_out), "before": self.student_dev_before, "evals": evals,
+                                 "best": best} if self.held_out else None,
                     "final_losses": next((row for row in reversed(result.history) if "loss" in row), {}),
                     "weights": vars(self.weights)}
         return {
@@ -294,6 +325,31 @@ def text_features(tokenizer: Tokenizer, entries: Sequence[str | os.PathLike], ma
     if not features:
         raise ValueError(f"no paragraphs of >= {min_words} words in {', '.join(map(str, entries))}")
     return features, counts
+
+
+def hold_out(windows: list[dict], count: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(training windows, held-out windows): a seeded sample of ``count`` but at most a tenth of the windows (a
+    small corpus keeps most of its text for training), both in corpus order."""
+    if count < 0:
+        raise ValueError(f"--held-out must be >= 0 (0: hold none out), got {count}")
+    count = min(count, len(windows) // 10)
+    chosen = set(torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:count].tolist())
+    return ([w for i, w in enumerate(windows) if i not in chosen], [w for i, w in enumerate(windows) if i in chosen])
+
+
+@torch.no_grad()
+def held_out_loss(loss_fn: DistillLoss, model: nn.Module, windows: list[dict], pad_token_id: int,
+                  batch_size: int, precision: str) -> dict[str, float]:
+    """The mean distillation loss (and its terms) of ``model`` on ``windows``, under the training precision's
+    autocast, so it compares with the training loss (the caller puts the model in eval mode: no dropout)."""
+    sums: dict[str, float] = {}
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i:i + batch_size]
+        with torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext():
+            loss, terms = loss_fn(model, collate(chunk, pad_token_id))
+        for key, value in {"loss": loss, **terms}.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * len(chunk)
+    return {key: value / len(windows) for key, value in sums.items()}
 
 
 def corpus_files(data_dir: str | os.PathLike) -> list[str]:

@@ -101,7 +101,7 @@ class Recipe:
         seed_everything(self.config.seed)
         self.model = self.build()
         result = self.train()
-        evals, best = evaluations(result, self.data) if self.data is not None else ([], None)
+        evals, best = evaluations(result, self.metric)
         dev = {k: v for k, v in best.items() if k != "step"} if best else None
         c = self.config
         results = self.fields(result, evals, best, dev) | run_record(
@@ -117,6 +117,13 @@ class Recipe:
     def has_dev(self) -> bool:
         return self.data is not None and bool(self.data.evals)
 
+    @property
+    def metric(self) -> str | None:
+        """The dev score that picks the best model (None: no dev scores, the last model is kept)."""
+        return self.data.metric if self.has_dev else None
+
+    greater_is_better = True  # of ``metric``
+
     def dev_scores(self, model: nn.Module) -> dict[str, float] | None:
         return self.data.evaluate(model, "dev", self.config.eval_batch_size) if self.has_dev else None
 
@@ -125,7 +132,8 @@ class Recipe:
         if self.data is not None and not self.has_dev:
             log.warning("%s: no dev split found: training without evaluation, the last model is kept", self.data.name)
             loop["patience"] = None
-        args = TrainingArgs(output_dir=str(self.out), metric=self.data.metric if self.has_dev else None, **loop)
+        args = TrainingArgs(output_dir=str(self.out), metric=self.metric, greater_is_better=self.greater_is_better,
+                            **loop)
         features, collate = self.training_set()
         batches = ShuffledBatches(features, self.config.batch_size, collate, seed=args.seed,
                                   group_by_length=self.config.group_by_length)
@@ -167,11 +175,11 @@ def task_config(data: TaskData) -> dict[str, Any]:
     return fields
 
 
-def evaluations(result: TrainResult, data: TaskData) -> tuple[list[dict], dict | None]:
-    """Every evaluation a run logged (metrics + step), and the one that gave its best metric (None without dev)."""
+def evaluations(result: TrainResult, metric: str | None) -> tuple[list[dict], dict | None]:
+    """Every evaluation a run logged (metrics + step), and the one that gave its best ``metric`` (None without)."""
     evals = [{k[len("eval_"):]: v for k, v in row.items() if k.startswith("eval_")} | {"step": row["step"]}
              for row in result.history if row.get("eval")]
-    best = next((row for row in evals if data.evals and row.get(data.metric) == result.best_metric), None)
+    best = next((row for row in evals if metric and row.get(metric) == result.best_metric), None)
     return evals, best
 
 
