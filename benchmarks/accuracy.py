@@ -78,13 +78,21 @@ TEACHER_SWEEP = {f"teacher-stsb-bf16-lr{lr}": ("stsb", ["--lr", lr, "--epochs", 
                  for lr in ("5e-5", "2e-4")}
 
 
-def general(steps: int, *extra: str, start: str = "") -> list[str]:
+# The general stages up to general-bf16-10k ran when a corpus folder meant its .txt files only and nothing was held
+# out (27,416 training windows of 19th-century books, speeches and WikiText: "texts" in their JSON, whose commands
+# read `--data-dir ../shared/data/corpus`); these pin that corpus so a re-run reads what they read. Since 2026-12-06
+# the folder gives its .tsv text columns too (the 2,000 movie reviews: 41,779 windows) and 256 are held out to score.
+TXT_ONLY = f"{DATA}/corpus/**/*.txt"
+
+
+def general(steps: int, *extra: str, start: str = "", corpus: str = TXT_ONLY) -> list[str]:
     """General distillation on the corpus: from the squeeze (calibrated layer by layer on 1,024 corpus sentences) or
     continued from an earlier general student (``start``, with a fresh warm-up and decay of the learning rate)."""
     begin = ["--student", start, "--eval-every", "100", "--calibrate", "0"] if start else [
         "--eval-every", "200", "--calibrate", "1024"]
-    return ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", f"{DATA}/corpus", "--max-length", "128",
-            "--max-steps", str(steps), "--lr", "3e-4", *begin, *extra]
+    pinned = ["--held-out", "0"] if corpus == TXT_ONLY else []
+    return ["distill", "--task", "general", "--teacher", MINILM, "--data-dir", corpus, *pinned, "--max-length",
+            "128", "--max-steps", str(steps), "--lr", "3e-4", *begin, *extra]
 
 
 GENERAL = general(600)
@@ -128,13 +136,10 @@ GENERAL_BF16_10K = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
 # and SST-2's (its row still comes from the 600-step fp32 stage; it needs teacher-sst2-bf16 first)
 BF16_10K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"], "sst2": STUDENT_EPOCHS["sst2"]}
 BF16_10K_LONGER = {"stsb": "10"}
-# The general stages above ran when a corpus folder meant its .txt files only (27,416 windows of 19th-century books,
-# speeches and WikiText: "texts" in their JSON; --data-dir '../shared/data/corpus/**/*.txt' reads exactly those
-# now). Since 2026-12-06 a folder's .tsv text columns are read too, which adds the 2,000 movie reviews (41,779
-# windows). The same 5,000 steps from general-bf16-5k on the whole folder, then the same students: does more, and
-# more modern, text pay (SST-2 is movie reviews too)? It is also the first stage with a held-out loss (distill
-# --held-out, default 256 windows): its curve says whether the later steps still teach anything.
-GENERAL_BF16_10K_REVIEWS = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
+# The same 5,000 steps from general-bf16-5k on the whole corpus folder (TXT_ONLY above: + the movie reviews), then
+# the same students: does more, and more modern, text pay (SST-2 is movie reviews too)? It is also the first stage
+# with a held-out loss (256 windows): its curve says whether the later steps still teach anything.
+GENERAL_BF16_10K_REVIEWS = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best", corpus=f"{DATA}/corpus")
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
 

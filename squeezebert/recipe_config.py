@@ -71,8 +71,8 @@ class DistillConfig(RecipeConfig):
     task: str = option(help=f"{TASK_HELP}; or {GENERAL}: task-agnostic, on the text under --data-dir (.txt files, "
                             "the text column of .tsv files)")
     lr: float = option(1e-4, "peak learning rate")
-    limit_train: int | None = option(None, "a seeded random sample of N training examples (general: N text "
-                                           "windows)")
+    limit_train: int | None = option(None, "a seeded random sample of N training examples (general: the first N "
+                                           "text windows, --held-out ones included)")
     teacher: str = option(help="teacher checkpoint: fine-tuned on --task (task distillation) or any encoder "
                                f"(--task {GENERAL})")
     student: str = option(SQUEEZE, f"'{SQUEEZE}' (the teacher squeezed), a checkpoint directory (e.g. the "
@@ -96,6 +96,12 @@ class DistillConfig(RecipeConfig):
     hidden_weight: float | None = option(None, "weight of hidden-state MSE (default 1)")
     attention_weight: float | None = option(None, "weight of attention KL (default 1)")
     embedding_weight: float | None = option(None, "weight of embedding MSE (general default 1, task 0)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.held_out < 0:
+            raise ValueError(f"bad distillation arguments: held_out must be >= 0 (0: hold none out), got "
+                             f"{self.held_out}")
 
     @property
     def general(self) -> bool:

@@ -386,8 +386,15 @@ def test_general_distillation_scores_held_out_windows_and_keeps_the_lowest(tmp_p
     assert len(out) == 10 and hold_out(windows, 32, seed=1) == (train, out)
     assert sorted(w["input_ids"][0] for w in train + out) == list(range(100))
     assert hold_out(windows, 0, seed=1) == (windows, [])
-    with pytest.raises(ValueError, match="--held-out must be >= 0"):
-        hold_out(windows, -1, seed=1)
+    with pytest.raises(ValueError, match="held_out must be >= 0"):
+        distill_general(tiny_teacher, corpus, tmp_path / "negative", held_out=-1)
+    # --held-out 0: every window trains, the last model is kept, and the run's stored settings are those of the
+    # general runs from before held-out losses existed (no held_out, no metric, the default greater_is_better), so
+    # their checkpoints still resume
     none = distill_general(tiny_teacher, corpus, tmp_path / "none", student="tiny", held_out=0, max_steps=1,
                            batch_size=16, calibrate=0, **FAST)
     assert none["held_out"] is None and none["texts"] == results["texts"] + 20
+    state = torch.load(next((tmp_path / "none" / "checkpoints").glob("step-*")) / "training_state.pt",
+                       weights_only=True)
+    settings = json.loads(state["settings"])
+    assert (settings["metric"], settings["greater_is_better"]) == (None, True) and "held_out" not in settings

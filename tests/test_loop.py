@@ -206,6 +206,7 @@ def test_a_lower_is_better_metric_keeps_the_lowest_model(tmp_path):
 
     args = TrainingArgs(output_dir=str(tmp_path), max_steps=6, eval_every=2, lr=1e-3, metric="loss",
                         greater_is_better=False, progress=False)
+
     def save(m, directory):  # best/ is written through a temporary sibling, .best<mark><pid>
         if Path(directory).name.startswith(".best"):
             saved_at.append(trainer.step)

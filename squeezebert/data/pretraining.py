@@ -161,8 +161,9 @@ def tsv_header(path: str | os.PathLike) -> list[str]:
         return f.readline().rstrip("\r\n").split("\t")
 
 
-def read_unit_lines(unit: Unit) -> list[str]:
-    """The lines that start inside the unit's byte range (the header of a .tsv excluded)."""
+def read_unit_lines(unit: Unit, skip_comments: bool = False) -> list[str]:
+    """The lines that start inside the unit's byte range (the header of a .tsv excluded); ``skip_comments``: without
+    a plain-text file's lines that start with ``#`` (file separators, as in the speeches corpus)."""
     lines = []
     with open(unit.path, "rb") as f:
         if unit.start > 0:
@@ -178,13 +179,15 @@ def read_unit_lines(unit: Unit) -> list[str]:
             if unit.column is not None:
                 cells = line.split("\t")
                 line = cells[unit.column] if len(cells) > unit.column else ""
+            elif skip_comments and line.startswith("#"):
+                continue
             lines.append(line)
     return lines
 
 
-def unit_documents(unit: Unit, mode: str) -> list[list[str]]:
+def unit_documents(unit: Unit, mode: str, skip_comments: bool = False) -> list[list[str]]:
     """A file unit's text as documents, each a list of sentences."""
-    lines = read_unit_lines(unit)
+    lines = read_unit_lines(unit, skip_comments)
     if unit.column is None:
         return lines_to_documents(lines, unit.documents or mode)
     # A .tsv row is whole sentences (not wrapped text): one document a row, or with documents=block/paragraph the
@@ -194,10 +197,10 @@ def unit_documents(unit: Unit, mode: str) -> list[list[str]]:
     return [[s for line in lines if line.strip() for s in split_sentences(line)]]
 
 
-def unit_document_chunks(unit: Unit, mode: str) -> Iterator[list[list[str]]]:
+def unit_document_chunks(unit: Unit, mode: str, skip_comments: bool = False) -> Iterator[list[list[str]]]:
     """A unit's documents in chunks (a file unit is one chunk; a dataset unit is read ``rows`` rows at a time)."""
     if unit.kind == "file":
-        yield unit_documents(unit, mode)
+        yield unit_documents(unit, mode, skip_comments)
         return
     for texts in read_hf_rows(unit.path, unit.start, unit.end, unit.kind == "shard"):
         # A row is a document: ``mode`` applies inside it (paragraph: blank-line-separated parts; line: each line).

@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import time
-from contextlib import nullcontext
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -29,14 +28,13 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, load_model
 from ..config import PRESETS, preset
-from ..data.pretraining import (TEXT_COLUMN, expand_corpus, lines_to_documents, plan_units, read_unit_lines, tsv_header,
-                                unit_document_chunks)
+from ..data.pretraining import TEXT_COLUMN, expand_corpus, plan_units, tsv_header, unit_document_chunks
 from ..finetune.features import collate
 from ..finetune.recipe import Recipe, load_tokenizer, task_config
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
 from ..recipe_config import GENERAL, SQUEEZE, DistillConfig
 from ..tokenizer import Tokenizer
-from ..train.loop import LossFn, TrainResult
+from ..train.loop import LossFn, TrainResult, training_autocast
 from ..typed_config import load
 from .augment import transfer_set
 from .losses import DistillLoss, DistillWeights
@@ -142,8 +140,13 @@ class DistillRecipe(Recipe):
         return ("loss" if self.held_out else None) if self.config.general else super().metric
 
     @property
-    def greater_is_better(self) -> bool:
-        return not self.config.general
+    def greater_is_better(self) -> bool:  # a held-out loss is lower-better; without one (--held-out 0) a general
+        # run stores the loop's default, as the general runs before held-out losses did, so those still resume
+        return not (self.config.general and self.held_out)
+
+    @property
+    def score_label(self) -> str:
+        return "held-out" if self.config.general else "dev"
 
     def dev_scores(self, model: nn.Module) -> dict[str, float] | None:
         if not self.config.general:
@@ -251,7 +254,7 @@ class DistillRecipe(Recipe):
             "student": c.student,
             "student_config": {k: getattr(self.model.config, k) for k in STUDENT_CONFIG},
             "model_dir": result.best_dir or result.last_dir,
-            "metric": self.data.metric if self.has_dev else None,
+            "metric": self.metric,
             "teacher_dev": self.teacher_dev,
             "student_dev_before": self.student_dev_before,
             "student_dev": dev,
@@ -282,19 +285,14 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
 
 def corpus_paragraphs(entries: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
     """(file, its paragraphs) for every corpus entry, read as pretraining reads them (:mod:`..data.pretraining`):
-    plain text in blocks of lines up to a blank line, so hard-wrapped books read as running text (lines starting
-    with ``#`` are file separators, as in the speeches corpus, and skipped); a .tsv file's ``text`` column (or
-    ``?column=NAME``) one row a paragraph; ``?documents=line|paragraph`` and ``?repeat=N`` as there."""
+    plain text in blocks of lines up to a blank line, so hard-wrapped books read as running text; a .tsv file's
+    ``text`` column (or ``?column=NAME``) one row a paragraph; an ``hf:`` dataset one row a document;
+    ``?documents=line|paragraph`` and ``?repeat=N`` as there. Unlike pretraining, plain-text lines starting with
+    ``#`` are skipped (the speeches corpus's file separators), as general distillation always did. Lines end at
+    ``\n`` only (the earlier reader also split at form feeds and lone ``\r``; the same on ../shared/data/corpus)."""
     for unit in plan_units(entries, part_bytes=sys.maxsize):  # one unit a file (a repeat copy: one more)
-        if unit.kind != "file":  # an hf: dataset's rows, each a document
-            for documents in unit_document_chunks(unit, "paragraph"):
-                yield unit.path, [" ".join(sentences) for sentences in documents]
-            continue
-        lines = read_unit_lines(unit)
-        if unit.column is None:
-            lines = [line for line in lines if not line.startswith("#")]
-        mode = unit.documents or ("paragraph" if unit.column is None else "line")
-        yield unit.path, [" ".join(sentences) for sentences in lines_to_documents(lines, mode)]
+        for documents in unit_document_chunks(unit, "paragraph", skip_comments=True):
+            yield unit.path, [" ".join(sentences) for sentences in documents]
 
 
 def text_features(tokenizer: Tokenizer, entries: Sequence[str | os.PathLike], max_length: int = 128,
@@ -330,9 +328,10 @@ def text_features(tokenizer: Tokenizer, entries: Sequence[str | os.PathLike], ma
 def hold_out(windows: list[dict], count: int, seed: int) -> tuple[list[dict], list[dict]]:
     """(training windows, held-out windows): a seeded sample of ``count`` but at most a tenth of the windows (a
     small corpus keeps most of its text for training), both in corpus order."""
-    if count < 0:
-        raise ValueError(f"--held-out must be >= 0 (0: hold none out), got {count}")
-    count = min(count, len(windows) // 10)
+    if count > len(windows) // 10:
+        log.warning("--held-out %d: the corpus gives %d windows, so %d (a tenth) are held out", count, len(windows),
+                    len(windows) // 10)
+        count = len(windows) // 10
     chosen = set(torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:count].tolist())
     return ([w for i, w in enumerate(windows) if i not in chosen], [w for i, w in enumerate(windows) if i in chosen])
 
@@ -340,15 +339,21 @@ def hold_out(windows: list[dict], count: int, seed: int) -> tuple[list[dict], li
 @torch.no_grad()
 def held_out_loss(loss_fn: DistillLoss, model: nn.Module, windows: list[dict], pad_token_id: int,
                   batch_size: int, precision: str) -> dict[str, float]:
-    """The mean distillation loss (and its terms) of ``model`` on ``windows``, under the training precision's
-    autocast, so it compares with the training loss (the caller puts the model in eval mode: no dropout)."""
+    """The mean distillation loss (and its terms) of ``model`` on ``windows``: in eval mode (no dropout), under the
+    training precision's autocast, so it compares with the training loss."""
+    device, training = next(model.parameters()).device, model.training
     sums: dict[str, float] = {}
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        with torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext():
-            loss, terms = loss_fn(model, collate(chunk, pad_token_id))
-        for key, value in {"loss": loss, **terms}.items():
-            sums[key] = sums.get(key, 0.0) + float(value) * len(chunk)
+    model.eval()
+    try:
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size]
+            batch = {k: v.to(device) for k, v in collate(chunk, pad_token_id).items()}
+            with training_autocast(device, precision):
+                loss, terms = loss_fn(model, batch)
+            for key, value in {"loss": loss, **terms}.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(chunk)
+    finally:
+        model.train(training)
     return {key: value / len(windows) for key, value in sums.items()}
 
 
@@ -374,8 +379,9 @@ def corpus_files(data_dir: str | os.PathLike) -> list[str]:
 
 def distill_general(teacher: str | os.PathLike, corpus: str | os.PathLike, output_dir: str | os.PathLike, *,
                     limit_texts: int | None = None, command: str | None = None, **settings: Any) -> dict[str, Any]:
-    """Task-agnostic distillation of the encoder on unlabeled text (``.txt`` files under ``corpus``), at most
-    ``limit_texts`` windows; ``settings`` as for :func:`distill`."""
+    """Task-agnostic distillation of the encoder on unlabeled text (``corpus``: a folder's ``.txt`` files and
+    ``.tsv`` text columns, or a corpus entry; :func:`corpus_files`), at most ``limit_texts`` windows, of which
+    ``held_out`` are set aside to score the student; ``settings`` as for :func:`distill`."""
     config = load(DistillConfig, given=dict(teacher=teacher, task=GENERAL, data_dir=corpus, output_dir=output_dir,
                                             limit_train=limit_texts, **settings))
     return DistillRecipe(config, command).run()

@@ -5,7 +5,8 @@
 tokenizer comes from, the model to train, the loss, and their own results fields. A run writes to the config's
 ``output_dir``:
 
-    best/              the best model by the task's metric (HF layout + tokenizer + model card): what to use after
+    best/              the best model by the recipe's metric (the task's; general distillation: the lowest
+                       held-out loss), else the last (HF layout + tokenizer + model card): what to use after
     checkpoints/       resumable step checkpoints (model + tokenizer + training_state.pt)
     log.csv, tensorboard/, curve.png, trainer_args.json   (from the training loop)
     results.json       the recipe's fields, then costs, data sizes, settings and provenance (:func:`run_record`)
@@ -109,7 +110,7 @@ class Recipe:
             group_by_length=c.group_by_length)
         if results["model_dir"] and dev:  # the card of the model to use gets its scores
             write_model_card(results["model_dir"], self.model.config.replace(architectures=[self.model.architecture]),
-                             metrics={f"dev {k}": v for k, v in dev.items()}, **self.card()["card"])
+                             metrics={f"{self.score_label} {k}": v for k, v in dev.items()}, **self.card()["card"])
         write_json(self.out / RESULTS_NAME, results)
         return results
 
@@ -123,6 +124,7 @@ class Recipe:
         return self.data.metric if self.has_dev else None
 
     greater_is_better = True  # of ``metric``
+    score_label = "dev"  # what the model card calls the scores of ``metric``'s evaluation
 
     def dev_scores(self, model: nn.Module) -> dict[str, float] | None:
         return self.data.evaluate(model, "dev", self.config.eval_batch_size) if self.has_dev else None

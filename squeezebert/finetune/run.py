@@ -84,7 +84,7 @@ class FinetuneRecipe(Recipe):
             "task": self.data.name,
             "model": self.config.model,
             "model_dir": result.best_dir or result.last_dir,  # the model to use: best by the metric, else the last
-            "metric": self.data.metric if self.has_dev else None,
+            "metric": self.metric,
             "best_metric": result.best_metric,
             "best_step": best["step"] if best else None,
             "dev": dev,

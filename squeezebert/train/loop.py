@@ -161,6 +161,13 @@ class ShuffledBatches:
 LossFn = Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]
 
 
+def training_autocast(device: torch.device, precision: str) -> Any:
+    """The context the training forward runs in: autocast to bf16 or fp16 (the weights stay fp32), none for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 def model_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     out = model(**batch)
     if out.loss is None:
@@ -364,8 +371,8 @@ class Trainer:
         if last_dir is None or not Path(last_dir).name.endswith(f"{self.step:06d}"):
             last_dir = self._save()
         if self.args.metric is None and self.is_main:
-            # Nothing picks a best model without a metric (general distillation, no dev split): the last one is the
-            # model to use, and users look for it where every other run puts it.
+            # Nothing picks a best model without a metric (no dev split; general distillation with --held-out 0): the
+            # last one is the model to use, and users look for it where every other run puts it.
             with atomic_dir(self.out / "best") as tmp:
                 self.save_fn(self.model, str(tmp))
         wall = self._wall_seconds()
@@ -376,10 +383,7 @@ class Trainer:
 
     def _forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-        if self.args.precision == "fp32":
-            return self.loss_fn(self.wrapped, batch)
-        dtype = torch.bfloat16 if self.args.precision == "bf16" else torch.float16
-        with torch.autocast(self.device.type, dtype=dtype):
+        with training_autocast(self.device, self.args.precision):
             loss, logs = self.loss_fn(self.wrapped, batch)
         return loss.float(), logs
 
@@ -647,4 +651,4 @@ def plot_learning_curve(history: list[dict], path: Path, metric: str | None = No
 
 __all__ = ["RUN_FIELDS", "Batches", "LossFn", "ShuffledBatches", "TrainResult", "Trainer", "TrainingArgs",
            "TrainingError", "parameter_groups", "plot_learning_curve", "schedule_factor", "seed_everything",
-           "settings_differences"]
+           "settings_differences", "training_autocast"]
