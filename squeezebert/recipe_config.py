@@ -86,6 +86,11 @@ class DistillConfig(RecipeConfig):
                              "training set (sentence and pair tasks; see squeezebert.distill.augment)")
     augment_rate: float = option(0.1, "with --augment: the chance of each word being dropped, and of it being "
                                       "replaced; the share of positions swapped")
+    transfer_text: str | None = option(None, "unlabeled text whose sentences, labelled by the teacher, join the "
+                                             "training set (single-sentence tasks; a corpus folder, file or entry "
+                                             f"as --task {GENERAL} reads it)")
+    transfer_count: int | None = option(None, "with --transfer-text: a seeded sample of N of its sentences "
+                                              "(default: all)")
     head_init: str = option("fresh", "when --student is a checkpoint without this task's head (e.g. a general "
                                      "student): 'fresh' (random classifier) or 'teacher' (the teacher's pooler and "
                                      "head, where the shapes match)", choices=("fresh", "teacher"))
@@ -102,6 +107,9 @@ class DistillConfig(RecipeConfig):
         if self.held_out < 0:
             raise ValueError(f"bad distillation arguments: held_out must be >= 0 (0: hold none out), got "
                              f"{self.held_out}")
+        if self.transfer_count is not None and (self.transfer_count < 1 or not self.transfer_text):
+            raise ValueError(f"bad distillation arguments: transfer_count must be >= 1 and comes with transfer_text, "
+                             f"got {self.transfer_count}")
 
     @property
     def general(self) -> bool:

@@ -323,7 +323,7 @@ def test_augment_is_refused_for_general_distillation(tmp_path, tiny_teacher, cap
 def test_general_corpus_reads_text_and_tsv_files_and_names_what_it_skips(tmp_path, caplog):
     from test_pretrain import WORDS, write_vocab
 
-    from squeezebert.distill.distill import corpus_files, text_features
+    from squeezebert.distill.corpus import corpus_files, text_features
 
     tok = Tokenizer.from_vocab(write_vocab(tmp_path / "vocab.txt"))
     rng = random.Random(0)
@@ -364,7 +364,8 @@ def test_general_corpus_reads_text_and_tsv_files_and_names_what_it_skips(tmp_pat
 
 
 def test_general_distillation_scores_held_out_windows_and_keeps_the_lowest(tmp_path, tiny_teacher):
-    from squeezebert.distill.distill import distill_general, hold_out
+    from squeezebert.distill.corpus import hold_out
+    from squeezebert.distill.distill import distill_general
 
     corpus = tmp_path / "corpus.txt"  # one sentence a paragraph: a window each if it has 8 words or more
     corpus.write_text("\n\n".join(line.split("\t")[0] for line in
@@ -398,3 +399,39 @@ def test_general_distillation_scores_held_out_windows_and_keeps_the_lowest(tmp_p
                        weights_only=True)
     settings = json.loads(state["settings"])
     assert (settings["metric"], settings["greater_is_better"]) == (None, True) and "held_out" not in settings
+
+
+def test_distill_with_transfer_text_trains_on_teacher_labelled_corpus_sentences(tmp_path, tiny_teacher):
+    from squeezebert.data.tabular import Example
+    from squeezebert.distill.augment import corpus_transfer_set
+    from squeezebert.distill.corpus import corpus_sentences
+    from squeezebert.distill.distill import distill
+    from squeezebert.finetune.tasks import load_task, model_outputs
+
+    reviews = tmp_path / "reviews.tsv"  # two reviews of three sentences, one of them too short, one repeated
+    reviews.write_text("id\ttext\tlabel\n"
+                       "r1\tthe film was a delight from start to end . it drags in the middle a little . wow .\t1\n"
+                       "r2\ta dull and lifeless story told badly . it drags in the middle a little .\t0\n")
+    assert corpus_sentences([str(reviews)], None, seed=0) == [
+        "the film was a delight from start to end .", "it drags in the middle a little .",
+        "a dull and lifeless story told badly ."]
+    assert corpus_sentences([str(reviews)], 2, seed=0) == corpus_sentences([str(reviews)], 2, seed=0)
+    assert len(corpus_sentences([str(reviews)], 2, seed=0)) == 2
+
+    results = distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "student", epochs=1, batch_size=16, lr=1e-3,
+                      limit_train=16, limit_eval=16, calibrate=0, transfer_text=str(reviews), **FAST)
+    moved = results["transferred"]
+    assert (moved["sentences"], moved["files"], results["train_examples"]) == (3, 1, 19)
+    assert sum(moved["teacher_labels"].values()) == pytest.approx(1.0)
+    # their labels are the teacher's classes
+    teacher = load_model(tiny_teacher)
+    data = load_task("sst2", SAMPLE, Tokenizer.from_pretrained(tiny_teacher), limit_train=16, limit_eval=16)
+    features, files = corpus_transfer_set(teacher, data, str(reviews))
+    assert [f["labels"] for f in features] == [int(o.argmax()) for o in model_outputs(teacher, features, data.collate)]
+    pairs = dataclasses.replace(data, train_examples=[Example("p", "a b", "c d", "0")])
+    with pytest.raises(ValueError, match="not a single-sentence task"):
+        corpus_transfer_set(teacher, pairs, str(reviews))
+    with pytest.raises(ValueError, match="transfer_count must be >= 1 and comes with transfer_text"):
+        distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "bad", transfer_count=5)
+    with pytest.raises(ValueError, match="--transfer-text is for task distillation"):
+        distill(tiny_teacher, "general", tmp_path, tmp_path / "gen", transfer_text=str(reviews))

@@ -99,7 +99,7 @@ def test_pretrain_runs_from_a_dataset_and_files_together(tmp_path, hf):
 
 
 def test_general_distillation_reads_a_dataset_entry(hf):
-    from squeezebert.distill.distill import corpus_files, text_features
+    from squeezebert.distill.corpus import corpus_files, text_features
 
     features, counts = text_features(Tokenizer.from_vocab(hf["vocab"]), corpus_files(hf["saved"]), max_length=32)
     assert counts == {hf["saved"]: len(features)} and len(features) >= 60  # every row a paragraph, long ones cut

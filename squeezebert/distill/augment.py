@@ -13,6 +13,11 @@ with their right neighbour. TinyBERT replaces words with a BERT masked-LM's or G
 keeps copies closer to natural text; that needs a masked-LM head the sentence-transformers teachers do not have.
 Only sentence and sentence-pair tasks (GLUE, tables) are augmented: changing words in NER or QA would break the
 token tags and answer spans.
+
+A single-sentence task can also take its transfer set from unlabeled text (:func:`corpus_transfer_set`): sentences
+of a corpus, labelled by the teacher, as DistilBERT and TinyBERT distil on text beyond the task's own. Unlike the
+perturbed copies they are natural sentences, and a corpus of the task's domain (movie reviews for SST-2) gives the
+student the teacher's answers on many inputs like the ones it will see.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
+from ..data.tabular import Example
 from ..finetune.tasks import TaskData, model_outputs
+from .corpus import corpus_files, corpus_sentences
 
 
 def perturb(text: str, vocabulary: Sequence[str], rng: random.Random, rate: float) -> str:
@@ -92,3 +99,18 @@ def transfer_set(teacher: nn.Module, data: TaskData, copies: int, rate: float = 
     examples = augment_examples(data.train_examples, copies, rate, seed)
     features = data.task_kind.featurize(data.tokenizer, examples, data.max_length, True, "augmented")
     return features, teacher_label(teacher, features, data, batch_size)
+
+
+def corpus_transfer_set(teacher: nn.Module, data: TaskData, corpus: str, count: int | None = None, seed: int = 0,
+                        batch_size: int = 64) -> tuple[list[dict], list[str]]:
+    """``count`` sentences of ``corpus`` (a folder, file or entry, as general distillation reads it; None: all), as
+    training features labelled by the teacher, and the corpus files they came from."""
+    if data.kind != "sequence" or any(example.text_b is not None for example in data.train_examples):
+        raise ValueError(f"--transfer-text: {data.name} is not a single-sentence task; a corpus gives single "
+                         "sentences (use --augment for sentence pairs)")
+    files = corpus_files(corpus)
+    examples = [Example(guid=f"transfer-{i}", text_a=sentence)
+                for i, sentence in enumerate(corpus_sentences(files, count, seed))]
+    features = data.task_kind.featurize(data.tokenizer, examples, data.max_length, True, "transfer text")
+    teacher_label(teacher, features, data, batch_size)
+    return features, files

@@ -16,19 +16,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import time
 from functools import partial
-from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, load_model
 from ..config import PRESETS, preset
-from ..data.pretraining import TEXT_COLUMN, expand_corpus, plan_units, tsv_header, unit_document_chunks
 from ..finetune.features import collate
 from ..finetune.recipe import Recipe, load_tokenizer, task_config
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
@@ -36,7 +33,8 @@ from ..recipe_config import GENERAL, SQUEEZE, DistillConfig
 from ..tokenizer import Tokenizer
 from ..train.loop import LossFn, TrainResult, training_autocast
 from ..typed_config import load
-from .augment import transfer_set
+from .augment import corpus_transfer_set, transfer_set
+from .corpus import corpus_files, hold_out, text_features
 from .losses import DistillLoss, DistillWeights
 from .squeeze import squeeze
 
@@ -114,6 +112,9 @@ class DistillRecipe(Recipe):
     def load_data(self) -> None:
         if self.config.general and self.config.augment:
             raise ValueError(f"--augment is for task distillation; --task {GENERAL} has no labels to copy")
+        if self.config.general and self.config.transfer_text:
+            raise ValueError(f"--transfer-text is for task distillation; --task {GENERAL} reads its text from "
+                             "--data-dir")
         if self.config.general:
             if not self.config.data_dir:
                 raise ValueError(f"--task {GENERAL} needs --data-dir: a folder of .txt or .tsv files (or one file)")
@@ -181,6 +182,19 @@ class DistillRecipe(Recipe):
             log.info("augment: %d teacher-labelled copies of %d training examples (teacher changed: %.4f)",
                      len(copies), len(self.data.train), changed)
             self.data.train = self.data.train + copies
+        self.transferred: dict[str, Any] | None = None
+        if c.transfer_text:
+            sentences, files = corpus_transfer_set(self.teacher, self.data, c.transfer_text, c.transfer_count, c.seed,
+                                                   c.eval_batch_size)
+            labels = [feature["labels"] for feature in sentences]
+            # what the teacher made of them: the share of each class, or (regression) the mean score
+            made = round(sum(labels) / len(labels), 4) if self.data.num_labels == 1 else {
+                name: round(labels.count(i) / len(labels), 4) for i, name in enumerate(self.data.task_kind.labels)}
+            self.transferred = {"corpus": c.transfer_text, "files": len(files), "sentences": len(sentences),
+                                "teacher_labels": made}
+            log.info("transfer text: %d teacher-labelled sentences from %d file(s) join %d training examples "
+                     "(teacher: %s)", len(sentences), len(files), len(self.data.train), made)
+            self.data.train = self.data.train + sentences
 
     def build(self) -> SqueezeBertPreTrainedModel:
         """The student (timed: squeezing fits least squares); it and the teacher are scored on dev before
@@ -233,6 +247,7 @@ class DistillRecipe(Recipe):
         # settings added later appear only when used, so the checkpoints of older runs still resume
         later = {"augment": c.augment, "augment_rate": c.augment_rate} if c.augment else {}
         later |= {"head_init": c.head_init} if c.head_init != "fresh" else {}
+        later |= {"transfer_text": c.transfer_text, "transfer_count": c.transfer_count} if c.transfer_text else {}
         return dict(task=self.data.name, limit_train=c.limit_train, task_options=c.load_options() or None,
                     **later, **common)
 
@@ -263,6 +278,7 @@ class DistillRecipe(Recipe):
             "weights": vars(self.weights),
             "squeeze_seconds": round(self.squeeze_seconds, 2),
             "augmented": self.augmented,
+            "transferred": self.transferred,
         }
 
 
@@ -281,59 +297,6 @@ def distill(teacher: str | os.PathLike, task: str, data_dir: str | os.PathLike |
 
 
 # ---- general distillation -----------------------------------------------------------------------------------------
-
-
-def corpus_paragraphs(entries: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
-    """(file, its paragraphs) for every corpus entry, read as pretraining reads them (:mod:`..data.pretraining`):
-    plain text in blocks of lines up to a blank line, so hard-wrapped books read as running text; a .tsv file's
-    ``text`` column (or ``?column=NAME``) one row a paragraph; an ``hf:`` dataset one row a document;
-    ``?documents=line|paragraph`` and ``?repeat=N`` as there. Unlike pretraining, plain-text lines starting with
-    ``#`` are skipped (the speeches corpus's file separators), as general distillation always did. Lines end at
-    ``\n`` only (the earlier reader also split at form feeds and lone ``\r``; the same on ../shared/data/corpus)."""
-    for unit in plan_units(entries, part_bytes=sys.maxsize):  # one unit a file (a repeat copy: one more)
-        for documents in unit_document_chunks(unit, "paragraph", skip_comments=True):
-            yield unit.path, [" ".join(sentences) for sentences in documents]
-
-
-def text_features(tokenizer: Tokenizer, entries: Sequence[str | os.PathLike], max_length: int = 128,
-                  limit: int | None = None, min_words: int = 8) -> tuple[list[dict], dict[str, int]]:
-    """Unlabeled text -> features and the number of windows from each file: each paragraph
-    (:func:`corpus_paragraphs`) of at least ``min_words`` words, cut into windows of ``max_length`` tokens
-    ([CLS] ... [SEP]). Full windows give every position of the student a training signal; a paragraph's last
-    piece is kept when it has ``min_words`` tokens or more. ``limit`` caps the number of windows."""
-    body = max_length - 2
-
-    def windows() -> Iterator[tuple[str, list[int]]]:
-        for path, paragraphs in corpus_paragraphs([str(e) for e in entries]):
-            paragraphs = [p for p in paragraphs if len(p.split()) >= min_words]
-            if not paragraphs:
-                continue
-            encoded = tokenizer(paragraphs, padding=False, truncation=None, add_special_tokens=False,
-                                return_tensors=None)["input_ids"]
-            for ids in encoded:
-                for start in range(0, len(ids), body):
-                    if len(piece := ids[start:start + body]) >= min_words:
-                        yield path, [tokenizer.cls_token_id, *piece, tokenizer.sep_token_id]
-
-    features: list[dict] = []
-    counts: dict[str, int] = {}
-    for path, window in islice(windows(), limit):
-        features.append({"input_ids": window, "token_type_ids": [0] * len(window)})
-        counts[path] = counts.get(path, 0) + 1
-    if not features:
-        raise ValueError(f"no paragraphs of >= {min_words} words in {', '.join(map(str, entries))}")
-    return features, counts
-
-
-def hold_out(windows: list[dict], count: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """(training windows, held-out windows): a seeded sample of ``count`` but at most a tenth of the windows (a
-    small corpus keeps most of its text for training), both in corpus order."""
-    if count > len(windows) // 10:
-        log.warning("--held-out %d: the corpus gives %d windows, so %d (a tenth) are held out", count, len(windows),
-                    len(windows) // 10)
-        count = len(windows) // 10
-    chosen = set(torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:count].tolist())
-    return ([w for i, w in enumerate(windows) if i not in chosen], [w for i, w in enumerate(windows) if i in chosen])
 
 
 @torch.no_grad()
@@ -355,26 +318,6 @@ def held_out_loss(loss_fn: DistillLoss, model: nn.Module, windows: list[dict], p
     finally:
         model.train(training)
     return {key: value / len(windows) for key, value in sums.items()}
-
-
-def corpus_files(data_dir: str | os.PathLike) -> list[str]:
-    """The corpus entries of ``--data-dir``: a folder gives every ``.txt`` file under it and every ``.tsv`` file
-    with a ``text`` column (a .tsv without one, e.g. a labelled GLUE file, is skipped with a warning that says how
-    to read it); a file, glob or entry with options (``reviews.tsv?column=review``) is read as it is."""
-    path = Path(data_dir)
-    if not path.is_dir():
-        return expand_corpus([str(data_dir)])
-    files = []
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".tsv")):
-        if file.suffix == ".tsv" and TEXT_COLUMN not in tsv_header(file):
-            log.warning("general corpus: skipping %s: no %r column (name one: --data-dir '%s?column=NAME')", file,
-                        TEXT_COLUMN, file)
-            continue
-        files.append(str(file))
-    if not files:
-        raise FileNotFoundError(f"{path}: no .txt files (or .tsv files with a {TEXT_COLUMN!r} column) for general "
-                                "distillation")
-    return files
 
 
 def distill_general(teacher: str | os.PathLike, corpus: str | os.PathLike, output_dir: str | os.PathLike, *,
