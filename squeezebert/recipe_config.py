@@ -107,9 +107,10 @@ class DistillConfig(RecipeConfig):
         if self.held_out < 0:
             raise ValueError(f"bad distillation arguments: held_out must be >= 0 (0: hold none out), got "
                              f"{self.held_out}")
-        if self.transfer_count is not None and (self.transfer_count < 1 or not self.transfer_text):
-            raise ValueError(f"bad distillation arguments: transfer_count must be >= 1 and comes with transfer_text, "
-                             f"got {self.transfer_count}")
+        if self.transfer_count is not None and not self.transfer_text:
+            raise ValueError("bad distillation arguments: transfer_count needs transfer_text (the corpus to sample)")
+        if self.transfer_count is not None and self.transfer_count < 1:
+            raise ValueError(f"bad distillation arguments: transfer_count must be >= 1, got {self.transfer_count}")
 
     @property
     def general(self) -> bool:

@@ -415,23 +415,35 @@ def test_distill_with_transfer_text_trains_on_teacher_labelled_corpus_sentences(
     assert corpus_sentences([str(reviews)], None, seed=0) == [
         "the film was a delight from start to end .", "it drags in the middle a little .",
         "a dull and lifeless story told badly ."]
-    assert corpus_sentences([str(reviews)], 2, seed=0) == corpus_sentences([str(reviews)], 2, seed=0)
-    assert len(corpus_sentences([str(reviews)], 2, seed=0)) == 2
+    # a seeded sample, in corpus order: the same for a seed, another for another seed
+    many = tmp_path / "many.txt"
+    many.write_text("\n\n".join(f"sentence number {i} of the corpus ." for i in range(50)))
+    every = corpus_sentences([str(many)], None, seed=0)
+    sample = corpus_sentences([str(many)], 10, seed=0)
+    assert len(every) == 50 and len(sample) == 10 and sample == corpus_sentences([str(many)], 10, seed=0)
+    assert sample == [s for s in every if s in sample] and sample != corpus_sentences([str(many)], 10, seed=1)
 
     results = distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "student", epochs=1, batch_size=16, lr=1e-3,
                       limit_train=16, limit_eval=16, calibrate=0, transfer_text=str(reviews), **FAST)
     moved = results["transferred"]
     assert (moved["sentences"], moved["files"], results["train_examples"]) == (3, 1, 19)
     assert sum(moved["teacher_labels"].values()) == pytest.approx(1.0)
+    state = torch.load(next((tmp_path / "student" / "checkpoints").glob("step-*")) / "training_state.pt",
+                       weights_only=True)  # kept with the run's settings (a resume with another corpus is refused)
+    assert json.loads(state["settings"])["transfer_text"] == str(reviews)
     # their labels are the teacher's classes
     teacher = load_model(tiny_teacher)
     data = load_task("sst2", SAMPLE, Tokenizer.from_pretrained(tiny_teacher), limit_train=16, limit_eval=16)
     features, files = corpus_transfer_set(teacher, data, str(reviews))
     assert [f["labels"] for f in features] == [int(o.argmax()) for o in model_outputs(teacher, features, data.collate)]
     pairs = dataclasses.replace(data, train_examples=[Example("p", "a b", "c d", "0")])
-    with pytest.raises(ValueError, match="not a single-sentence task"):
+    with pytest.raises(ValueError, match="sst2 pairs sentences"):
         corpus_transfer_set(teacher, pairs, str(reviews))
-    with pytest.raises(ValueError, match="transfer_count must be >= 1 and comes with transfer_text"):
+    with pytest.raises(ValueError, match="sst2 is a token task"):
+        corpus_transfer_set(teacher, dataclasses.replace(data, kind="token"), str(reviews))
+    with pytest.raises(ValueError, match="transfer_count needs transfer_text"):
         distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "bad", transfer_count=5)
+    with pytest.raises(ValueError, match="transfer_count must be >= 1"):
+        distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "bad", transfer_text=str(reviews), transfer_count=0)
     with pytest.raises(ValueError, match="--transfer-text is for task distillation"):
         distill(tiny_teacher, "general", tmp_path, tmp_path / "gen", transfer_text=str(reviews))

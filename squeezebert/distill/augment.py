@@ -101,13 +101,22 @@ def transfer_set(teacher: nn.Module, data: TaskData, copies: int, rate: float = 
     return features, teacher_label(teacher, features, data, batch_size)
 
 
+def check_single_sentence(data: TaskData) -> None:
+    """A corpus transfer set's sentences fit a single-sentence task only."""
+    if data.kind != "sequence":
+        raise ValueError(f"--transfer-text: {data.name} is a {data.kind} task; a corpus gives single sentences, for "
+                         "single-sentence tasks only")
+    examples = [*data.train_examples, *(e for split in data.examples.values() for e in split)]
+    if any(getattr(example, "text_b", None) is not None for example in examples):
+        raise ValueError(f"--transfer-text: {data.name} pairs sentences; a corpus gives single sentences (use "
+                         "--augment for sentence pairs)")
+
+
 def corpus_transfer_set(teacher: nn.Module, data: TaskData, corpus: str, count: int | None = None, seed: int = 0,
                         batch_size: int = 64) -> tuple[list[dict], list[str]]:
     """``count`` sentences of ``corpus`` (a folder, file or entry, as general distillation reads it; None: all), as
     training features labelled by the teacher, and the corpus files they came from."""
-    if data.kind != "sequence" or any(example.text_b is not None for example in data.train_examples):
-        raise ValueError(f"--transfer-text: {data.name} is not a single-sentence task; a corpus gives single "
-                         "sentences (use --augment for sentence pairs)")
+    check_single_sentence(data)
     files = corpus_files(corpus)
     examples = [Example(guid=f"transfer-{i}", text_a=sentence)
                 for i, sentence in enumerate(corpus_sentences(files, count, seed))]

@@ -14,14 +14,15 @@ from typing import Iterator, Sequence
 
 import torch
 
-from ..data.pretraining import TEXT_COLUMN, expand_corpus, plan_units, split_sentences, tsv_header, unit_document_chunks
+from ..data.pretraining import TEXT_COLUMN, expand_corpus, plan_units, tsv_header, unit_document_chunks
 from ..tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 
 def corpus_files(data_dir: str | os.PathLike) -> list[str]:
-    """The corpus entries of ``--data-dir``: a folder gives every ``.txt`` file under it and every ``.tsv`` file
+    """The corpus entries of a corpus argument (``--data-dir`` of general distillation, ``--transfer-text``): a
+    folder gives every ``.txt`` file under it and every ``.tsv`` file
     with a ``text`` column (a .tsv without one, e.g. a labelled GLUE file, is skipped with a warning that says how
     to read it); a file, glob or entry with options (``reviews.tsv?column=review``) is read as it is."""
     path = Path(data_dir)
@@ -40,17 +41,23 @@ def corpus_files(data_dir: str | os.PathLike) -> list[str]:
     return files
 
 
-def corpus_paragraphs(entries: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
-    """(file, its paragraphs) for every corpus entry, read as pretraining reads them (:mod:`..data.pretraining`):
-    plain text in blocks of lines up to a blank line, so hard-wrapped books read as running text; a .tsv file's
-    ``text`` column (or ``?column=NAME``) one row a paragraph; an ``hf:`` dataset one row a document;
-    ``?documents=line|paragraph`` and ``?repeat=N`` as there. Unlike pretraining, plain-text lines starting with
-    ``#`` are skipped (the speeches corpus's file separators), as general distillation always did. Lines end at a
-    line feed only (general distillation's earlier reader also split at form feeds and lone carriage returns; both
-    read the same windows from ../shared/data/corpus)."""
+def corpus_documents(entries: Sequence[str]) -> Iterator[tuple[str, list[list[str]]]]:
+    """(file, its documents as lists of sentences) for every corpus entry, read as pretraining reads them
+    (:mod:`..data.pretraining`): plain text in blocks of lines up to a blank line, so hard-wrapped books read as
+    running text; a .tsv file's ``text`` column (or ``?column=NAME``) one row a document; an ``hf:`` dataset one
+    row a document; ``?documents=line|paragraph`` and ``?repeat=N`` as there. Unlike pretraining, plain-text lines
+    starting with ``#`` are skipped (the speeches corpus's file separators), as general distillation always did.
+    Lines end at a line feed only (general distillation's earlier reader also split at form feeds and lone carriage
+    returns; both read the same windows from ../shared/data/corpus)."""
     for unit in plan_units(entries, part_bytes=sys.maxsize):  # one unit a file (a repeat copy: one more)
         for documents in unit_document_chunks(unit, "paragraph", skip_comments=True):
-            yield unit.path, [" ".join(sentences) for sentences in documents]
+            yield unit.path, documents
+
+
+def corpus_paragraphs(entries: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """(file, its paragraphs): each document of :func:`corpus_documents` as running text."""
+    for path, documents in corpus_documents(entries):
+        yield path, [" ".join(sentences) for sentences in documents]
 
 
 def text_features(tokenizer: Tokenizer, entries: Sequence[str | os.PathLike], max_length: int = 128,
@@ -95,14 +102,16 @@ def hold_out(windows: list[dict], count: int, seed: int) -> tuple[list[dict], li
 
 
 def corpus_sentences(entries: Sequence[str], count: int | None, seed: int, min_words: int = 4) -> list[str]:
-    """The distinct sentences of the corpus (:func:`corpus_paragraphs`, split as pretraining splits them) with at
+    """The distinct sentences of the corpus (:func:`corpus_documents`, split as pretraining splits them) with at
     least ``min_words`` words; a seeded sample of ``count`` of them (None: all), in corpus order."""
-    sentences = list(dict.fromkeys(sentence for _, paragraphs in corpus_paragraphs(entries)
-                                   for paragraph in paragraphs for sentence in split_sentences(paragraph)
+    sentences = list(dict.fromkeys(sentence for _, documents in corpus_documents(entries)
+                                   for document in documents for sentence in document
                                    if len(sentence.split()) >= min_words))
     if not sentences:
         raise ValueError(f"no sentences of >= {min_words} words in {', '.join(entries)}")
-    if count is not None and count < len(sentences):
+    if count is not None and count >= len(sentences):
+        log.info("transfer text: %d sentences asked for, the corpus has %d: all of them", count, len(sentences))
+    elif count is not None:
         chosen = sorted(random.Random(seed).sample(range(len(sentences)), count))
         sentences = [sentences[i] for i in chosen]
     return sentences

@@ -33,7 +33,7 @@ from ..recipe_config import GENERAL, SQUEEZE, DistillConfig
 from ..tokenizer import Tokenizer
 from ..train.loop import LossFn, TrainResult, training_autocast
 from ..typed_config import load
-from .augment import corpus_transfer_set, transfer_set
+from .augment import check_single_sentence, corpus_transfer_set, transfer_set
 from .corpus import corpus_files, hold_out, text_features
 from .losses import DistillLoss, DistillWeights
 from .squeeze import squeeze
@@ -126,6 +126,8 @@ class DistillRecipe(Recipe):
         else:
             super().load_data()
             self.features = self.data.train
+            if self.config.transfer_text:  # before the teacher labels anything
+                check_single_sentence(self.data)
 
     def training_set(self) -> tuple[list[dict], Any]:
         if self.config.general:
@@ -192,7 +194,7 @@ class DistillRecipe(Recipe):
                 name: round(labels.count(i) / len(labels), 4) for i, name in enumerate(self.data.task_kind.labels)}
             self.transferred = {"corpus": c.transfer_text, "files": len(files), "sentences": len(sentences),
                                 "teacher_labels": made}
-            log.info("transfer text: %d teacher-labelled sentences from %d file(s) join %d training examples "
+            log.info("transfer text: %d teacher-labelled sentences from %d file(s) join %d training features "
                      "(teacher: %s)", len(sentences), len(files), len(self.data.train), made)
             self.data.train = self.data.train + sentences
 
