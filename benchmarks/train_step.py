@@ -153,19 +153,15 @@ def worker_main(spec: dict[str, Any]) -> None:
     step, info = build_step(spec)
     info["malloc"] = "freed memory kept (keep_freed_memory)" if kept else "as it is"
     protocol.write(json.dumps(info) + "\n")
-    for line in sys.stdin:
-        ms, loss = [], None
-        for _ in range(json.loads(line)["n"]):
-            start = time.perf_counter()
-            loss = step()
-            ms.append((time.perf_counter() - start) * 1000)
-        protocol.write(json.dumps({"ms": ms, "loss": float(loss)}) + "\n")
+    serve_steps(protocol, step)
 
 
 class Worker:
-    def __init__(self, name: str, spec: dict[str, Any]):
+    """A path in its own process: ``script --worker SPEC`` (this file's, or another benchmark's worker_main)."""
+
+    def __init__(self, name: str, spec: dict[str, Any], script: str = __file__):
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], text=True,
+        self.proc = subprocess.Popen([sys.executable, script, "--worker", json.dumps(spec)], text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def read(self) -> dict[str, Any]:
@@ -182,6 +178,40 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def interleaved(workers: list[Worker], warmup: int, rounds: int) -> tuple[dict, dict, dict]:
+    """``warmup`` untimed steps per worker, then ``rounds`` rounds of one step each in turn, the order reversed every
+    other round: (warm-up replies, step ms and losses of the rounds, each by worker name)."""
+    warm = {w.name: w.steps(warmup) for w in workers} if warmup else {}
+    samples: dict[str, list[float]] = {w.name: [] for w in workers}
+    losses: dict[str, list[float]] = {w.name: [] for w in workers}
+    for r in range(rounds):
+        for w in workers if r % 2 == 0 else workers[::-1]:
+            time.sleep(0.02)  # lets the previous worker's OpenMP threads stop spinning
+            reply = w.steps(1)
+            samples[w.name] += reply["ms"]
+            losses[w.name].append(reply["loss"])
+    return warm, samples, losses
+
+
+def serve_steps(protocol: Any, step: Any) -> None:
+    """A worker's loop: answer each ``{"n": k}`` line on stdin with k timings (ms) of ``step()`` and its last loss."""
+    for line in sys.stdin:
+        ms, loss = [], None
+        for _ in range(json.loads(line)["n"]):
+            start = time.perf_counter()
+            loss = step()
+            ms.append((time.perf_counter() - start) * 1000)
+        protocol.write(json.dumps({"ms": ms, "loss": float(loss)}) + "\n")
+
+
+def dispatch(main: Any, worker_main: Any) -> None:
+    """A benchmark script's entry: ``--worker SPEC`` runs one path (spawned by :class:`Worker`), else ``main()``."""
+    if sys.argv[1:2] == ["--worker"]:
+        worker_main(json.loads(sys.argv[2]))
+    else:
+        main()
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -261,15 +291,7 @@ def main() -> None:
     workers = [Worker(name, spec) for name, spec in specs.items()]  # they build their models in parallel
     try:
         info = {w.name: w.read() for w in workers}
-        warm = {w.name: w.steps(args.warmup) for w in workers} if args.warmup else {}
-        samples: dict[str, list[float]] = {w.name: [] for w in workers}
-        losses: dict[str, list[float]] = {w.name: [] for w in workers}
-        for r in range(args.rounds):  # one step each in turn, the order reversed every other round
-            for w in workers if r % 2 == 0 else workers[::-1]:
-                time.sleep(0.02)  # lets the previous worker's OpenMP threads stop spinning
-                reply = w.steps(1)
-                samples[w.name] += reply["ms"]
-                losses[w.name].append(reply["loss"])
+        warm, samples, losses = interleaved(workers, args.warmup, args.rounds)
     finally:
         for w in workers:
             w.close()
@@ -306,7 +328,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        worker_main(json.loads(sys.argv[2]))
-    else:
-        main()
+    dispatch(main, worker_main)

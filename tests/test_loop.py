@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from squeezebert.config import preset
+from squeezebert.model import SqueezeBertForSequenceClassification
 from squeezebert.train.loop import (ShuffledBatches, Trainer, TrainingArgs, TrainingError, parameter_groups,
                                     schedule_factor)
 from helpers import kill_after_checkpoint
@@ -215,3 +217,31 @@ def test_a_lower_is_better_metric_keeps_the_lowest_model(tmp_path):
     trainer = Trainer(model, args, ShuffledBatches(toy_features(), 8, collate), evaluate=evaluate, save_model=save)
     result = trainer.train()
     assert result.best_metric == 1.0 and saved_at == [2, 4]  # not at 6 (2.0), nor at the end
+
+
+def test_compiled_training_step_matches_eager_and_names_a_failed_build(tmp_path, monkeypatch):
+    """--compile: the same losses and weights as eager (dropout off: compiled dropout draws other masks) over
+    batches of varying length (a recompile, then a dynamic length); a compiler that cannot build is a clear error."""
+    torch.set_num_threads(1)
+    features = toy_features(32)
+
+    def train(name: str, **overrides) -> tuple[list[float], dict]:
+        torch.manual_seed(0)
+        model = SqueezeBertForSequenceClassification(preset("tiny").replace(
+            vocab_size=64, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+        args = TrainingArgs(output_dir=str(tmp_path / name), max_steps=3, lr=1e-3, log_every=1, progress=False,
+                            **overrides)
+        result = Trainer(model, args, ShuffledBatches(features, 8, collate, seed=3)).train()
+        return [r["loss"] for r in result.history if "loss" in r], params(model)
+
+    eager_losses, eager = train("eager")
+    compiled_losses, compiled = train("compiled", compile=True)
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(inductor.cpp, "cxx", ("no-such-compiler",))
+    with pytest.raises(TrainingError, match="--compile: torch.compile could not build the training step"):
+        train("broken", compile=True)

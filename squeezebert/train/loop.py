@@ -261,6 +261,10 @@ class Trainer:
                  save_model: Callable[[nn.Module, str], None] | None = None, settings: dict[str, Any] | None = None):
         self.args, self.train_batches, self.evaluate_fn = args, train, evaluate
         self.loss_fn = loss_fn or model_loss
+        # torch.compile (inductor) fuses dropout's masks, GELU, LayerNorm and the loss terms' elementwise work; the
+        # first step compiles, and once lengths change PyTorch marks them dynamic, so variable-length batches compile
+        # about twice, not once per length. Measured in benchmarks/distill_step.py (docs/distillation.md).
+        self.step_fn = torch.compile(self.loss_fn) if args.compile else self.loss_fn
         self.save_fn = save_model or _default_save
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -383,8 +387,13 @@ class Trainer:
 
     def _forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-        with training_autocast(self.device, self.args.precision):
-            loss, logs = self.loss_fn(self.wrapped, batch)
+        try:
+            with training_autocast(self.device, self.args.precision):
+                loss, logs = self.step_fn(self.wrapped, batch)
+        except torch._dynamo.exc.TorchDynamoException as e:  # incl. inductor's: no C++ compiler, a failed build
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TrainingError(f"--compile: torch.compile could not build the training step ({first}); train "
+                                "without --compile") from None
         return loss.float(), logs
 
     def _check_finite(self, loss: Tensor) -> None:
