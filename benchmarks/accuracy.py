@@ -18,8 +18,8 @@ The flow, for a dense BERT (here the pip-installed all-MiniLM-L6-v2) and a task:
 Derived data (not in ../shared/data): SQuAD v1.1 has only its dev file here, so it is split by article (the first 8
 articles evaluate, the next 40 train: no question, context or title in both; squeezebert.data.squad.split_by_article,
 as benchmarks/squad_split.py makes it, into OUT/data/squad/ with its split.json); QNLI has only dev, so its first 4,463
-rows train and the last 1,000 evaluate. Both are written to OUT/data/ (git-ignored) by ``prepare``, which ``run``
-calls.
+rows train and the last 1,000 evaluate, and so do MNLI's (its 9,815 dev-matched pairs: 8,815 train, 1,000 evaluate).
+All are written to OUT/data/ (git-ignored) by ``prepare``, which ``run`` calls.
 """
 
 from __future__ import annotations
@@ -40,7 +40,15 @@ OUT = Path("out/acc")
 DOCS = Path("docs/results")
 DATA = "../shared/data"
 MINILM = "$MINILM"  # replaced by the pip-installed all-MiniLM-L6-v2 directory
-QNLI_EVAL_ROWS = 1000
+# GLUE tasks with only a dev file here: its first rows train and its last DEV_EVAL_ROWS evaluate
+DEV_ONLY = {"qnli": f"{DATA}/glue/QNLI/dev.tsv", "mnli": f"{DATA}/glue/MNLI/dev_matched_reduced.tsv"}
+DEV_EVAL_ROWS = 1000
+
+
+def dev_parts(task: str) -> tuple[str, str, str, str]:
+    part = f"{OUT}/data/{task}-dev-%s-part.tsv"
+    return "--train-file", part % "train", "--dev-file", part % "eval"
+
 
 # task -> (data folder or derived files, metric reported, max length, extra options)
 TASKS: dict[str, dict] = {
@@ -49,9 +57,7 @@ TASKS: dict[str, dict] = {
     "stsb": {"data": f"{DATA}/glue/STS-B", "metric": "spearman", "max_length": 128},
     "conll": {"data": f"{DATA}/conll2003", "metric": "f1", "max_length": 128},
     "squad": {"data": f"{OUT}/data/squad", "metric": "f1", "max_length": 256},  # written by prepare()
-    "qnli": {"data": None, "metric": "accuracy", "max_length": 128,
-             "files": ("--train-file", f"{OUT}/data/qnli-dev-train-part.tsv",
-                       "--dev-file", f"{OUT}/data/qnli-dev-eval-part.tsv")},
+    **{task: {"data": None, "metric": "accuracy", "max_length": 128, "files": dev_parts(task)} for task in DEV_ONLY},
 }
 
 
@@ -69,6 +75,7 @@ TEACHER_OPTIONS = {  # the learning rate and epochs chosen per task (see docs/re
     "sst2": ["--lr", "1e-4", "--epochs", "2", "--eval-every", "700"],
     "squad": ["--lr", "1e-4", "--epochs", "2", "--batch-size", "16", "--doc-stride", "64"],
     "qnli": ["--lr", "1e-4", "--epochs", "3"],
+    "mnli": ["--lr", "1e-4", "--epochs", "3"],
 }
 # teacher sweep points beyond the chosen options (run name -> task, options): STS-B sat 0.05 pt under its floor at
 # 1e-4, and all-MiniLM-L6-v2 scores 0.867 on it with no fine-tuning at all, so a gentler rate is the first thing to try
@@ -102,7 +109,7 @@ GENERAL_LONG = general(4000, start=f"{OUT}/general/best")
 STUDENT_OPTIONS = ["--lr", "2e-4", "--calibrate", "0"]
 # SST-2: one epoch (2,105 steps), evaluated every 700 steps as its teacher was; two epochs did not fit one 3-hour
 # session on the 2-core machine beside the other runs
-STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "1", "squad": "2", "qnli": "3"}
+STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "1", "squad": "2", "qnli": "3", "mnli": "3"}
 STUDENT_EXTRA = {"squad": ["--batch-size", "16", "--doc-stride", "64"], "sst2": ["--eval-every", "700"]}
 # the small tasks again with a teacher-labelled transfer set (squeezebert.distill.augment): 2 perturbed copies of
 # each example and a third of the epochs, so the same number of steps as the plain run
@@ -133,8 +140,8 @@ BF16_5K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"]}
 # checkpoints)
 GENERAL_BF16_10K = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best")
 # the same QA and STS-B students from it, then STS-B over 10 epochs (from 5,000 steps it still rose in its 6th epoch),
-# and SST-2's (its row still comes from the 600-step fp32 stage; it needs teacher-sst2-bf16 first)
-BF16_10K = {"squad": "4", "stsb": STUDENT_EPOCHS["stsb"], "sst2": STUDENT_EPOCHS["sst2"]}
+# and every other task's (SST-2's row still comes from the 600-step fp32 stage; it needs teacher-sst2-bf16 first)
+BF16_10K = {"squad": "4", **{task: STUDENT_EPOCHS[task] for task in ("stsb", "mrpc", "conll", "sst2")}}
 BF16_10K_LONGER = {"stsb": "10"}
 # SST-2's student from it again with a transfer set of natural in-domain text (distill --transfer-text): the
 # 64,687 sentences of the corpus's 2,000 movie reviews, labelled by the teacher, beside SST-2's 67,349 (one epoch:
@@ -144,6 +151,10 @@ TRANSFER = {"sst2": f"{DATA}/corpus/movie_reviews.tsv"}
 # the same students: does more, and more modern, text pay (SST-2 is movie reviews too)? It is also the first stage
 # with a held-out loss (256 windows): its curve says whether the later steps still teach anything.
 GENERAL_BF16_10K_REVIEWS = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best", corpus=f"{DATA}/corpus")
+# The paper's MNLI-first stage (docs/distillation.md): an MNLI student distilled from the 10,000-step general student
+# (from an MNLI teacher), then the small pair tasks' students start from it (its 3-way classifier replaced by a fresh
+# head). MNLI train is not here: its 8,815 dev-matched training rows (DEV_ONLY) are a 2 % version of the paper's 393k.
+MNLI_FIRST = ("stsb", "mrpc")
 # ... and again with the teacher's pooler and head as the student's starting head (distill --head-init teacher)
 HEAD_INIT = ("stsb", "mrpc")
 
@@ -180,7 +191,7 @@ def runs() -> dict[str, list[str]]:
     for task, aug in AUGMENT.items():
         from_stage("general", {task: str(aug["epochs"])}, "-aug", "--augment", str(aug["copies"]))
     from_stage("general-long", default_epochs(LONG))
-    for task in (*BF16_TASKS, "sst2"):
+    for task in (*BF16_TASKS, "sst2", "mnli"):
         table[f"teacher-{task}-bf16"] = [*table[f"teacher-{task}"], *BF16]
     table["general-bf16"] = GENERAL_BF16
     from_stage("general-bf16", default_epochs(BF16_TASKS))
@@ -201,6 +212,11 @@ def runs() -> dict[str, list[str]]:
         from_stage("general-bf16-10k", {task: epochs}, f"-ep{epochs}")
     for task, text in TRANSFER.items():
         from_stage("general-bf16-10k", default_epochs([task]), "-transfer", "--transfer-text", text)
+    from_stage("general-bf16-10k", {"mnli": STUDENT_EPOCHS["mnli"]})
+    for task in MNLI_FIRST:
+        table[f"student-{task}-bf16-10k-mnli"] = student(task, STUDENT_EPOCHS[task], *BF16,
+                                                         start=f"{OUT}/student-mnli-bf16-10k/best",
+                                                         teacher=f"{OUT}/teacher-{task}-bf16/best")
     table["general-bf16-10k-reviews"] = GENERAL_BF16_10K_REVIEWS
     from_stage("general-bf16-10k-reviews", BF16_10K)
     return table
@@ -224,17 +240,19 @@ def command(name: str, cli: list[str]) -> list[str]:
 
 
 def prepare() -> None:
-    """SQuAD dev split by article, QNLI dev split by rows (module docstring)."""
+    """SQuAD dev split by article, QNLI's and MNLI's dev split by rows (module docstring)."""
     (OUT / "data").mkdir(parents=True, exist_ok=True)
     squad = write_article_split(f"{DATA}/squad/dev-v1.1.json", TASKS["squad"]["data"])  # 8:48 train, 0:8 eval
-    lines = Path(f"{DATA}/glue/QNLI/dev.tsv").read_text(encoding="utf-8").splitlines()
-    header, rows = lines[0], lines[1:]
-    train, dev = rows[:-QNLI_EVAL_ROWS], rows[-QNLI_EVAL_ROWS:]
-    for path, part in ((TASKS["qnli"]["files"][1], train), (TASKS["qnli"]["files"][3], dev)):
-        Path(path).write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+    parts = []
+    for task, source in DEV_ONLY.items():
+        lines = Path(source).read_text(encoding="utf-8").splitlines()
+        header, rows = lines[0], lines[1:]
+        train, dev = rows[:-DEV_EVAL_ROWS], rows[-DEV_EVAL_ROWS:]
+        for path, part in ((TASKS[task]["files"][1], train), (TASKS[task]["files"][3], dev)):
+            Path(path).write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+        parts.append(f"{task.upper()}: {len(train)} train, {len(dev)} evaluate rows")
     print(f"SQuAD: articles {squad['train']['articles']} ({squad['train']['questions']} questions) train, articles "
-          f"{squad['eval']['articles']} ({squad['eval']['questions']} questions) evaluate; QNLI: {len(train)} train, "
-          f"{len(dev)} evaluate rows")
+          f"{squad['eval']['articles']} ({squad['eval']['questions']} questions) evaluate; {'; '.join(parts)}")
 
 
 # ---------------------------------------------------------------------------------------------- the steps
