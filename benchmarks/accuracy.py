@@ -324,8 +324,8 @@ def collect() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     rows = []
     keep = ("task", "metric", "best_metric", "best_step", "dev", "teacher_dev", "student_dev_before", "student_dev",
-            "steps", "epochs", "train_examples", "eval_examples", "augmented", "train_wall_seconds", "wall_seconds",
-            "command", "date", "machine", "texts", "final_losses")
+            "steps", "epochs", "train_examples", "eval_examples", "augmented", "transferred", "train_wall_seconds",
+            "wall_seconds", "command", "date", "machine", "texts", "corpus_windows", "held_out", "final_losses")
     for name in runs():
         path = OUT / name / "results.json"
         if not path.exists():
