@@ -319,6 +319,25 @@ def sts_cosine(models: list[str]) -> None:
 SUMMARY_KEYS = {"aug": "augmented"}  # a student's suffix -> its key in the summary rows, where the two differ
 
 
+def closest_student(task: str, score) -> dict | None:
+    """The task's finished student nearest its own teacher, whatever its chain: where the task stands against goal 2.
+    Both scores come from the student's run (its ``teacher_dev`` is the teacher it learnt from, scored on the same
+    split), so an fp32-chain student is compared with the fp32 teacher and a bf16 one with the bf16 teacher."""
+    best = None
+    for name in runs():
+        path = DOCS / f"acc-{name}.json"
+        if not (name == f"student-{task}" or name.startswith(f"student-{task}-")) or not path.exists():
+            continue
+        a = json.loads(path.read_text())
+        teacher, student = score(a.get("teacher_dev")), score(a.get("student_dev"))
+        if teacher is None or student is None:
+            continue
+        if best is None or student - teacher > best["gap"]:
+            best = {"run": name, "teacher": teacher, "student": student, "gap": student - teacher,
+                    "student_int8": score(a.get("int8")), "student_cmd": a.get("command")}
+    return best
+
+
 def collect() -> None:
     """Small per-run JSON files and the summary rows the issue asks for, from the finished runs."""
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -369,6 +388,7 @@ def collect() -> None:
             if role == "student":
                 rows[-1][f"{key}_int8"] = score(a.get("int8"))
             rows[-1][f"{key}_cmd"] = a.get("command")
+        rows[-1]["closest"] = closest_student(task, score)
     speed = DOCS / "acc-speed.json"
     if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]

@@ -38,7 +38,10 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
                 "teacher-squad-bf16": {"task": "squad", "metric": "f1", "dev": {"exact_match": 55.0, "f1": 66.0}},
                 "student-squad-bf16-1k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 60.0}},
                 "student-squad-bf16-1k-ep4": {"task": "squad", "metric": "f1", "student_dev": {"f1": 63.0}},
-                "student-squad-bf16-5k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 64.0}},
+                "student-squad-bf16-5k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 64.0},
+                                          "teacher_dev": {"f1": 66.0}},
+                "student-squad-bf16-10k": {"task": "squad", "metric": "f1", "student_dev": {"f1": 62.0},
+                                           "teacher_dev": {"f1": 63.0}},
                 # a task run only in the bf16 chain: its bf16 teacher and student are the row's own
                 "teacher-qnli-bf16": {"task": "qnli", "metric": "accuracy", "dev": {"accuracy": 0.83}},
                 "student-qnli-bf16": {"task": "qnli", "metric": "accuracy", "student_dev": {"accuracy": 0.69}}}
@@ -61,4 +64,7 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
     assert row["student_bf16_1k_ep4"] == pytest.approx(0.63) and row["student_bf16_1k_ep4_int8"] is None
     assert row["student_bf16_5k"] == pytest.approx(0.64) and "student_bf16_5k_cmd" in row
     assert row["speedup_zen4"] == 1.3 and "speedup_amx" not in row
+    # the student nearest its own teacher (as scored in its run), not the highest score: 62 of 63 beats 64 of 66
+    assert row["closest"]["run"] == "student-squad-bf16-10k" and row["closest"]["gap"] == pytest.approx(-0.01)
+    assert qnli["closest"] is None  # its student's run recorded no teacher score
     assert json.loads((docs / "acc-student-squad-bf16-1k.json").read_text())["int8"] == {"f1": 59.5}
