@@ -107,8 +107,8 @@ GENERAL = general(600)
 # the same command again and it resumes from its last checkpoint, written every 100 steps)
 GENERAL_LONG = general(4000, start=f"{OUT}/general/best")
 STUDENT_OPTIONS = ["--lr", "2e-4", "--calibrate", "0"]
-# SST-2: one epoch (2,105 steps), evaluated every 700 steps as its teacher was; two epochs did not fit one 3-hour
-# session on the 2-core machine beside the other runs
+# SST-2: one epoch (2,105 steps), evaluated every 700 steps as its teacher was: two did not fit a session of the first
+# (AVX2, fp32) machine beside the other runs; on the AMX machine two epochs take 16 min (BF16_10K_LONGER, below)
 STUDENT_EPOCHS = {"stsb": "6", "mrpc": "6", "conll": "3", "sst2": "1", "squad": "2", "qnli": "3", "mnli": "3"}
 STUDENT_EXTRA = {"squad": ["--batch-size", "16", "--doc-stride", "64"], "sst2": ["--eval-every", "700"]}
 # the small tasks again with a teacher-labelled transfer set (squeezebert.distill.augment): 2 perturbed copies of
@@ -154,6 +154,12 @@ TRANSFER = {"sst2": f"{DATA}/corpus/movie_reviews.tsv"}
 # the same students: does more, and more modern, text pay (SST-2 is movie reviews too)? It is also the first stage
 # with a held-out loss (256 windows): its curve says whether the later steps still teach anything.
 GENERAL_BF16_10K_REVIEWS = general(5000, *BF16, start=f"{OUT}/general-bf16-5k/best", corpus=f"{DATA}/corpus")
+# 4,000 more steps from general-bf16-10k (14,000 in all, ~95 min here) on the whole corpus folder, with its
+# held-out loss: does the stage still teach after 10,000 steps, and what does it give the tasks that miss goal 2?
+GENERAL_BF16_14K = general(4000, *BF16, start=f"{OUT}/general-bf16-10k/best", corpus=f"{DATA}/corpus")
+# its students: the MNLI-first pair tasks (below), CoNLL over 6 epochs and QNLI (goal 4's task, last run from the
+# 2,500-step stage)
+BF16_14K = {"conll": BF16_10K_LONGER["conll"], "qnli": STUDENT_EPOCHS["qnli"]}
 # The paper's MNLI-first stage (docs/distillation.md): an MNLI student distilled from the 10,000-step general student
 # (from an MNLI teacher), then the small pair tasks' students start from it (its 3-way classifier replaced by a fresh
 # head). MNLI train is not here: its 8,815 dev-matched training rows (DEV_ONLY) are a 2 % version of the paper's 393k.
@@ -180,6 +186,16 @@ def runs() -> dict[str, list[str]]:
             teacher = f"{OUT}/teacher-{task}{'-bf16' if bf16 else ''}/best"
             table[f"student-{task}{stage.removeprefix('general')}{suffix}"] = student(
                 task, n, *(BF16 if bf16 else []), *extra, start=f"{OUT}/{stage}/best", teacher=teacher)
+
+    def mnli_first(stage: str) -> None:
+        """The MNLI student from bf16 stage ``stage``, then the MNLI_FIRST tasks' students from it (named
+        student-<task><stage's suffix>-mnli)."""
+        from_stage(stage, {"mnli": STUDENT_EPOCHS["mnli"]})
+        suffix = stage.removeprefix("general")
+        for task in MNLI_FIRST:
+            table[f"student-{task}{suffix}-mnli"] = student(task, STUDENT_EPOCHS[task], *BF16,
+                                                            start=f"{OUT}/student-mnli{suffix}/best",
+                                                            teacher=f"{OUT}/teacher-{task}-bf16/best")
 
     def default_epochs(tasks) -> dict[str, str]:
         return {task: STUDENT_EPOCHS[task] for task in tasks}
@@ -215,13 +231,12 @@ def runs() -> dict[str, list[str]]:
         from_stage("general-bf16-10k", {task: epochs}, f"-ep{epochs}")
     for task, text in TRANSFER.items():
         from_stage("general-bf16-10k", default_epochs([task]), "-transfer", "--transfer-text", text)
-    from_stage("general-bf16-10k", {"mnli": STUDENT_EPOCHS["mnli"]})
-    for task in MNLI_FIRST:
-        table[f"student-{task}-bf16-10k-mnli"] = student(task, STUDENT_EPOCHS[task], *BF16,
-                                                         start=f"{OUT}/student-mnli-bf16-10k/best",
-                                                         teacher=f"{OUT}/teacher-{task}-bf16/best")
+    mnli_first("general-bf16-10k")
     table["general-bf16-10k-reviews"] = GENERAL_BF16_10K_REVIEWS
     from_stage("general-bf16-10k-reviews", BF16_10K)
+    table["general-bf16-14k"] = GENERAL_BF16_14K
+    mnli_first("general-bf16-14k")
+    from_stage("general-bf16-14k", BF16_14K)
     return table
 
 
@@ -319,16 +334,15 @@ def sts_cosine(models: list[str]) -> None:
 SUMMARY_KEYS = {"aug": "augmented"}  # a student's suffix -> its key in the summary rows, where the two differ
 
 
-def closest_student(task: str, score) -> dict | None:
-    """The task's finished student nearest its own teacher, whatever its chain: where the task stands against goal 2.
-    Both scores come from the student's run (its ``teacher_dev`` is the teacher it learnt from, scored on the same
-    split), so an fp32-chain student is compared with the fp32 teacher and a bf16 one with the bf16 teacher."""
+def closest_student(task: str, filed: dict[str, dict], score) -> dict | None:
+    """The task's filed student (``filed``: run name -> its JSON under docs/results) nearest its own teacher, whatever
+    its chain: where the task stands against goal 2. Both scores come from the student's run (its ``teacher_dev`` is
+    the teacher it learnt from, scored on the same split), so an fp32-chain student is compared with the fp32 teacher
+    and a bf16 one with the bf16 teacher."""
     best = None
-    for name in runs():
-        path = DOCS / f"acc-{name}.json"
-        if not (name == f"student-{task}" or name.startswith(f"student-{task}-")) or not path.exists():
+    for name, a in filed.items():
+        if not (name == f"student-{task}" or name.startswith(f"student-{task}-")):
             continue
-        a = json.loads(path.read_text())
         teacher, student = score(a.get("teacher_dev")), score(a.get("student_dev"))
         if teacher is None or student is None:
             continue
@@ -354,14 +368,14 @@ def collect() -> None:
         if (OUT / name / "int8.json").exists():
             small["int8"] = json.loads((OUT / name / "int8.json").read_text())["metrics"]
         write_json(DOCS / f"acc-{name}.json", small)
+    # every run's filed JSON, including those of runs whose outputs are gone (an earlier machine's)
+    filed = {name: json.loads(path.read_text()) for name in runs() if (path := DOCS / f"acc-{name}.json").exists()}
     for task, spec in TASKS.items():
         # a task run only in the bf16 chain (QNLI) gets its row from that chain, marked by its "precision"
-        variant = "" if (DOCS / f"acc-teacher-{task}.json").exists() else "-bf16"
-        teacher, student = DOCS / f"acc-teacher-{task}{variant}.json", DOCS / f"acc-student-{task}{variant}.json"
-        if not teacher.exists():
+        variant = "" if f"teacher-{task}" in filed else "-bf16"
+        if f"teacher-{task}{variant}" not in filed:
             continue
-        t = json.loads(teacher.read_text())
-        s = json.loads(student.read_text()) if student.exists() else {}
+        t, s = filed[f"teacher-{task}{variant}"], filed.get(f"student-{task}{variant}", {})
         metric = spec["metric"]
         scale = 0.01 if task == "squad" else 1.0  # SQuAD's official script scores 0..100; the summary is 0..1
 
@@ -378,17 +392,16 @@ def collect() -> None:
         # every other run of the task joins the row: teacher-<task>-<suffix> as teacher_<suffix> (the bf16 chain's
         # teacher, which its students are compared with, and the sweep points), student-<task>-<suffix> as
         # student_<suffix> (with a transfer set, from the longer general stages, from the bf16 chain, ...)
-        for name in runs():
+        for name, a in filed.items():
             role, _, suffix = name.partition(f"-{task}-")
-            other = DOCS / f"acc-{name}.json"
-            if role not in ("teacher", "student") or f"-{suffix}" == variant or not other.exists():
+            if role not in ("teacher", "student") or f"-{suffix}" == variant:
                 continue
-            a, key = json.loads(other.read_text()), f"{role}_" + SUMMARY_KEYS.get(suffix, suffix.replace("-", "_"))
+            key = f"{role}_" + SUMMARY_KEYS.get(suffix, suffix.replace("-", "_"))
             rows[-1][key] = score(a.get("dev") if role == "teacher" else a.get("student_dev"))
             if role == "student":
                 rows[-1][f"{key}_int8"] = score(a.get("int8"))
             rows[-1][f"{key}_cmd"] = a.get("command")
-        rows[-1]["closest"] = closest_student(task, score)
+        rows[-1]["closest"] = closest_student(task, filed, score)
     speed = DOCS / "acc-speed.json"
     if speed.exists():  # one student/teacher pair timed (benchmarks/distill_minilm.py speed): same shapes for all
         best = json.loads(speed.read_text())["student_best_vs_teacher_best"]
