@@ -177,25 +177,22 @@ def student(task: str, epochs: str, *extra: str, start: str, teacher: str) -> li
 def runs() -> dict[str, list[str]]:
     table: dict[str, list[str]] = {}
 
-    def from_stage(stage: str, epochs: dict[str, str], suffix: str = "", *extra: str) -> None:
-        """The task students distilled from general stage ``stage``'s student, named student-<task><stage's suffix>
-        <suffix> (general-bf16-long -> student-stsb-bf16-long); a bf16 stage's students learn from the bf16
-        teachers, under bf16 too."""
+    def from_stage(stage: str, epochs: dict[str, str], suffix: str = "", *extra: str, start: str = "") -> None:
+        """The task students distilled from general stage ``stage``'s student (or from ``start``, a task student of
+        that stage), named student-<task><stage's suffix><suffix> (general-bf16-long -> student-stsb-bf16-long); a
+        bf16 stage's students learn from the bf16 teachers, under bf16 too."""
         bf16 = "bf16" in stage
         for task, n in epochs.items():
             teacher = f"{OUT}/teacher-{task}{'-bf16' if bf16 else ''}/best"
             table[f"student-{task}{stage.removeprefix('general')}{suffix}"] = student(
-                task, n, *(BF16 if bf16 else []), *extra, start=f"{OUT}/{stage}/best", teacher=teacher)
+                task, n, *(BF16 if bf16 else []), *extra, start=start or f"{OUT}/{stage}/best", teacher=teacher)
 
     def mnli_first(stage: str) -> None:
-        """The MNLI student from bf16 stage ``stage``, then the MNLI_FIRST tasks' students from it (named
+        """The MNLI student from stage ``stage``, then the MNLI_FIRST tasks' students from it (named
         student-<task><stage's suffix>-mnli)."""
         from_stage(stage, {"mnli": STUDENT_EPOCHS["mnli"]})
-        suffix = stage.removeprefix("general")
-        for task in MNLI_FIRST:
-            table[f"student-{task}{suffix}-mnli"] = student(task, STUDENT_EPOCHS[task], *BF16,
-                                                            start=f"{OUT}/student-mnli{suffix}/best",
-                                                            teacher=f"{OUT}/teacher-{task}-bf16/best")
+        from_stage(stage, default_epochs(MNLI_FIRST), "-mnli",
+                   start=f"{OUT}/student-mnli{stage.removeprefix('general')}/best")
 
     def default_epochs(tasks) -> dict[str, str]:
         return {task: STUDENT_EPOCHS[task] for task in tasks}
