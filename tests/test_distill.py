@@ -402,7 +402,6 @@ def test_general_distillation_scores_held_out_windows_and_keeps_the_lowest(tmp_p
 
 
 def test_distill_with_transfer_text_trains_on_teacher_labelled_corpus_sentences(tmp_path, tiny_teacher):
-    from squeezebert.data.tabular import Example
     from squeezebert.distill.augment import corpus_transfer_set
     from squeezebert.distill.corpus import corpus_sentences
     from squeezebert.distill.distill import distill
@@ -436,9 +435,6 @@ def test_distill_with_transfer_text_trains_on_teacher_labelled_corpus_sentences(
     data = load_task("sst2", SAMPLE, Tokenizer.from_pretrained(tiny_teacher), limit_train=16, limit_eval=16)
     features, files = corpus_transfer_set(teacher, data, str(reviews))
     assert [f["labels"] for f in features] == [int(o.argmax()) for o in model_outputs(teacher, features, data.collate)]
-    pairs = dataclasses.replace(data, train_examples=[Example("p", "a b", "c d", "0")])
-    with pytest.raises(ValueError, match="sst2 pairs sentences"):
-        corpus_transfer_set(teacher, pairs, str(reviews))
     with pytest.raises(ValueError, match="sst2 is a token task"):
         corpus_transfer_set(teacher, dataclasses.replace(data, kind="token"), str(reviews))
     with pytest.raises(ValueError, match="transfer_count needs transfer_text"):
@@ -447,3 +443,38 @@ def test_distill_with_transfer_text_trains_on_teacher_labelled_corpus_sentences(
         distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "bad", transfer_text=str(reviews), transfer_count=0)
     with pytest.raises(ValueError, match="--transfer-text is for task distillation"):
         distill(tiny_teacher, "general", tmp_path, tmp_path / "gen", transfer_text=str(reviews))
+
+
+def test_distill_with_transfer_text_on_a_pair_task_reads_a_tables_pairs(tmp_path):
+    from squeezebert.distill.augment import table_pairs
+    from squeezebert.distill.distill import distill
+    from squeezebert.finetune.run import finetune
+
+    # MNLI's layout: a repeated pair and a pair missing its hypothesis are read once and not at all
+    table = tmp_path / "mnli.tsv"
+    table.write_text("index\tsentence1\tsentence2\tgold_label\n0\ta man plays a guitar .\ta man makes music .\t"
+                     "entailment\n1\tthe cat sleeps .\ta dog barks .\tneutral\n2\tthe cat sleeps .\ta dog barks ."
+                     "\tneutral\n3\tan empty one .\t\tneutral\n")
+    pairs = [("a man plays a guitar .", "a man makes music ."), ("the cat sleeps .", "a dog barks .")]
+    assert table_pairs(str(table)) == pairs and table_pairs(str(table), 1, seed=0)[0] in pairs
+    assert table_pairs(f"{table}?columns=sentence2,sentence1") == [(b, a) for a, b in pairs]
+    # a pair task (MRPC's layout) made of the sample's sentences, and a tiny teacher for it
+    mrpc = tmp_path / "mrpc"
+    mrpc.mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        rows = [line.split("\t") for line in (SAMPLE / name).read_text().splitlines()[1:]]
+        mrpc.joinpath(name).write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n" + "".join(
+            f"{int(a[1] == b[1])}\t{i}\t{i + 1}\t{a[0]}\t{b[0]}\n" for i, (a, b) in enumerate(zip(rows, rows[1:]))))
+    teacher = finetune("tiny-dense", "mrpc", mrpc, tmp_path / "teacher", tokenizer=sample_vocab(tmp_path), epochs=1,
+                       batch_size=32, lr=1e-3, limit_train=64, limit_eval=16, **FAST)["model_dir"]
+    results = distill(teacher, "mrpc", mrpc, tmp_path / "student", epochs=1, batch_size=16, lr=1e-3,
+                      limit_train=16, limit_eval=16, calibrate=0, transfer_text=str(table), **FAST)
+    moved = results["transferred"]
+    assert (moved["pairs"], moved["files"], results["train_examples"]) == (2, 1, 18)
+    assert sum(moved["teacher_labels"].values()) == pytest.approx(1.0)
+    # a folder, a table without the columns, a bad option: one-line errors, before any training
+    for corpus, message in ((tmp_path, "is not a file"), (f"{table}?columns=premise,hypothesis", "missing column"),
+                            (f"{table}?column=sentence1", "one option, \\?columns=A,B")):
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            distill(teacher, "mrpc", mrpc, tmp_path / "bad", transfer_text=str(corpus), **FAST)
+    assert not (tmp_path / "bad" / "results.json").exists()

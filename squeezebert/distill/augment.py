@@ -14,24 +14,28 @@ keeps copies closer to natural text; that needs a masked-LM head the sentence-tr
 Only sentence and sentence-pair tasks (GLUE, tables) are augmented: changing words in NER or QA would break the
 token tags and answer spans.
 
-A single-sentence task can also take its transfer set from unlabeled text (:func:`corpus_transfer_set`): sentences
-of a corpus, labelled by the teacher, as DistilBERT and TinyBERT distil on text beyond the task's own. Unlike the
-perturbed copies they are natural sentences, and a corpus of the task's domain (movie reviews for SST-2) gives the
-student the teacher's answers on many inputs like the ones it will see.
+A task can also take its transfer set from unlabeled text (:func:`corpus_transfer_set`), as DistilBERT and
+TinyBERT distil on text beyond the task's own: a single-sentence task the sentences of a corpus, a sentence-pair task
+the pairs of a table (another task's file, e.g. MNLI's premise and hypothesis pairs for STS-B or MRPC), labelled by
+the teacher. Unlike the perturbed copies they are natural text, and text of the task's domain (movie reviews for
+SST-2) gives the student the teacher's answers on many inputs like the ones it will see.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from torch import nn
 
-from ..data.tabular import Example
+from ..data.tabular import Example, detect_format, iter_records
 from ..finetune.tasks import TaskData, model_outputs
-from .corpus import corpus_files, corpus_sentences
+from .corpus import corpus_files, corpus_sentences, seeded_sample
+
+PAIR_COLUMNS = ("sentence1", "sentence2")  # GLUE's names for a pair's texts (MNLI, STS-B, RTE, WNLI)
 
 
 def perturb(text: str, vocabulary: Sequence[str], rng: random.Random, rate: float) -> str:
@@ -89,6 +93,14 @@ def teacher_label(teacher: nn.Module, features: list[dict], data: TaskData, batc
     return float(np.mean(changes)) if changes else 0.0
 
 
+def teacher_labelled(teacher: nn.Module, data: TaskData, examples: Sequence[Any], what: str,
+                     batch_size: int = 64) -> tuple[list[dict], float]:
+    """``examples`` as training features labelled by the teacher, and how much it changed their labels
+    (:func:`teacher_label`)."""
+    features = data.task_kind.featurize(data.tokenizer, examples, data.max_length, True, what)
+    return features, teacher_label(teacher, features, data, batch_size)
+
+
 def transfer_set(teacher: nn.Module, data: TaskData, copies: int, rate: float = 0.1, seed: int = 0,
                  batch_size: int = 64) -> tuple[list[dict], float]:
     """The teacher-labelled perturbed copies of ``data``'s training examples, as training features, and how much
@@ -97,29 +109,66 @@ def transfer_set(teacher: nn.Module, data: TaskData, copies: int, rate: float = 
         raise ValueError(f"augment: {data.name} is a {data.kind} task; only sentence and sentence-pair tasks are "
                          "augmented (changing words would break token tags and answer spans)")
     examples = augment_examples(data.train_examples, copies, rate, seed)
-    features = data.task_kind.featurize(data.tokenizer, examples, data.max_length, True, "augmented")
-    return features, teacher_label(teacher, features, data, batch_size)
+    return teacher_labelled(teacher, data, examples, "augmented", batch_size)
 
 
-def check_single_sentence(data: TaskData) -> None:
-    """A corpus transfer set's sentences fit a single-sentence task only."""
-    if data.kind != "sequence":
-        raise ValueError(f"--transfer-text: {data.name} is a {data.kind} task; a corpus gives single sentences, for "
-                         "single-sentence tasks only")
+def pairs_sentences(data: TaskData) -> bool:
+    """Whether ``data``'s examples are sentence pairs."""
     examples = [*data.train_examples, *(e for split in data.examples.values() for e in split)]
-    if any(getattr(example, "text_b", None) is not None for example in examples):
-        raise ValueError(f"--transfer-text: {data.name} pairs sentences; a corpus gives single sentences (use "
-                         "--augment for sentence pairs)")
+    return any(getattr(example, "text_b", None) is not None for example in examples)
+
+
+def table_pairs(entry: str, count: int | None = None, seed: int = 0) -> list[tuple[str, str]]:
+    """The distinct sentence pairs of a table (TSV, CSV or JSON lines; ``path`` or ``path?columns=A,B``): its
+    ``sentence1`` and ``sentence2`` columns, or the two named; a seeded sample of ``count`` of them (None: all), in
+    file order. Its labels, if any, are not read: the teacher labels the pairs."""
+    path, _, query = entry.partition("?")
+    columns = PAIR_COLUMNS
+    if query:
+        key, _, names = query.partition("=")
+        if key != "columns" or len(names.split(",")) != 2 or not all(names.split(",")):
+            raise ValueError(f"--transfer-text {entry!r}: a pair table takes one option, ?columns=A,B (its two "
+                             "text columns)")
+        columns = tuple(names.split(","))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--transfer-text {entry!r}: a sentence-pair task reads its transfer pairs from one "
+                                f"table file (columns {', '.join(columns)}); {path} is not a file")
+
+    def refuse(error: Exception) -> None:
+        raise error
+
+    records = iter_records(path, detect_format(path), required=columns, on_error=refuse)
+    pairs = list(dict.fromkeys((str(record[columns[0]]).strip(), str(record[columns[1]]).strip())
+                               for _, record in records))
+    pairs = [(a, b) for a, b in pairs if a and b]
+    if not pairs:
+        raise ValueError(f"--transfer-text {entry!r}: no pairs with both texts")
+    return seeded_sample(pairs, count, seed, "pairs")
+
+
+def check_transfer_task(data: TaskData) -> None:
+    """Transfer text fits sentence and sentence-pair tasks, not token tags or answer spans."""
+    if data.kind != "sequence":
+        raise ValueError(f"--transfer-text: {data.name} is a {data.kind} task; transfer text (a corpus's sentences, "
+                         "a table's pairs) is for sentence and sentence-pair tasks")
+
+
+def transfer_examples(data: TaskData, corpus: str, count: int | None = None,
+                      seed: int = 0) -> tuple[list[Example], list[str]]:
+    """The unlabeled examples of a transfer set and the files they came from: ``count`` sentences of ``corpus`` (a
+    folder, file or entry, as general distillation reads it) for a single-sentence task, ``count`` pairs of a table
+    (:func:`table_pairs`) for a sentence-pair task (None: all)."""
+    check_transfer_task(data)
+    if pairs_sentences(data):
+        return [Example(guid=f"transfer-{i}", text_a=a, text_b=b)
+                for i, (a, b) in enumerate(table_pairs(corpus, count, seed))], [corpus.partition("?")[0]]
+    files = corpus_files(corpus)
+    return [Example(guid=f"transfer-{i}", text_a=sentence)
+            for i, sentence in enumerate(corpus_sentences(files, count, seed))], files
 
 
 def corpus_transfer_set(teacher: nn.Module, data: TaskData, corpus: str, count: int | None = None, seed: int = 0,
                         batch_size: int = 64) -> tuple[list[dict], list[str]]:
-    """``count`` sentences of ``corpus`` (a folder, file or entry, as general distillation reads it; None: all), as
-    training features labelled by the teacher, and the corpus files they came from."""
-    check_single_sentence(data)
-    files = corpus_files(corpus)
-    examples = [Example(guid=f"transfer-{i}", text_a=sentence)
-                for i, sentence in enumerate(corpus_sentences(files, count, seed))]
-    features = data.task_kind.featurize(data.tokenizer, examples, data.max_length, True, "transfer text")
-    teacher_label(teacher, features, data, batch_size)
-    return features, files
+    """The transfer set of :func:`transfer_examples` as training features labelled by the teacher, and its files."""
+    examples, files = transfer_examples(data, corpus, count, seed)
+    return teacher_labelled(teacher, data, examples, "transfer text", batch_size)[0], files

@@ -109,9 +109,14 @@ def corpus_sentences(entries: Sequence[str], count: int | None, seed: int, min_w
                                    if len(sentence.split()) >= min_words))
     if not sentences:
         raise ValueError(f"no sentences of >= {min_words} words in {', '.join(entries)}")
-    if count is not None and count >= len(sentences):
-        log.info("transfer text: %d sentences asked for, the corpus has %d: all of them", count, len(sentences))
+    return seeded_sample(sentences, count, seed, "sentences")
+
+
+def seeded_sample(items: list, count: int | None, seed: int, what: str) -> list:
+    """A seeded sample of ``count`` of ``items`` (None, or more than there are: all of them), in their order."""
+    if count is not None and count >= len(items):
+        log.info("transfer text: %d %s asked for, the corpus has %d: all of them", count, what, len(items))
     elif count is not None:
-        chosen = sorted(random.Random(seed).sample(range(len(sentences)), count))
-        sentences = [sentences[i] for i in chosen]
-    return sentences
+        chosen = sorted(random.Random(seed).sample(range(len(items)), count))
+        items = [items[i] for i in chosen]
+    return items

@@ -33,7 +33,7 @@ from ..recipe_config import GENERAL, SQUEEZE, DistillConfig
 from ..tokenizer import Tokenizer
 from ..train.loop import LossFn, TrainResult, training_autocast
 from ..typed_config import load
-from .augment import check_single_sentence, corpus_transfer_set, transfer_set
+from .augment import pairs_sentences, teacher_labelled, transfer_examples, transfer_set
 from .corpus import corpus_files, hold_out, text_features
 from .losses import DistillLoss, DistillWeights
 from .squeeze import squeeze
@@ -126,8 +126,10 @@ class DistillRecipe(Recipe):
         else:
             super().load_data()
             self.features = self.data.train
-            if self.config.transfer_text:  # before the teacher labels anything
-                check_single_sentence(self.data)
+            # the transfer set's text, read (and checked) before the teacher is loaded to label it
+            self.transfer_examples, self.transfer_files = transfer_examples(
+                self.data, self.config.transfer_text, self.config.transfer_count, self.config.seed) \
+                if self.config.transfer_text else ([], [])
 
     def training_set(self) -> tuple[list[dict], Any]:
         if self.config.general:
@@ -186,17 +188,18 @@ class DistillRecipe(Recipe):
             self.data.train = self.data.train + copies
         self.transferred: dict[str, Any] | None = None
         if c.transfer_text:
-            sentences, files = corpus_transfer_set(self.teacher, self.data, c.transfer_text, c.transfer_count, c.seed,
-                                                   c.eval_batch_size)
-            labels = [feature["labels"] for feature in sentences]
+            texts, _ = teacher_labelled(self.teacher, self.data, self.transfer_examples, "transfer text",
+                                        c.eval_batch_size)
+            labels = [feature["labels"] for feature in texts]
             # what the teacher made of them: the share of each class, or (regression) the mean score
             made = round(sum(labels) / len(labels), 4) if self.data.num_labels == 1 else {
                 name: round(labels.count(i) / len(labels), 4) for i, name in enumerate(self.data.task_kind.labels)}
-            self.transferred = {"corpus": c.transfer_text, "files": len(files), "sentences": len(sentences),
+            unit = "pairs" if pairs_sentences(self.data) else "sentences"
+            self.transferred = {"corpus": c.transfer_text, "files": len(self.transfer_files), unit: len(texts),
                                 "teacher_labels": made}
-            log.info("transfer text: %d teacher-labelled sentences from %d file(s) join %d training features "
-                     "(teacher: %s)", len(sentences), len(files), len(self.data.train), made)
-            self.data.train = self.data.train + sentences
+            log.info("transfer text: %d teacher-labelled %s from %d file(s) join %d training features (teacher: %s)",
+                     len(texts), unit, len(self.transfer_files), len(self.data.train), made)
+            self.data.train = self.data.train + texts
 
     def build(self) -> SqueezeBertPreTrainedModel:
         """The student (timed: squeezing fits least squares); it and the teacher are scored on dev before
