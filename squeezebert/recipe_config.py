@@ -87,10 +87,10 @@ class DistillConfig(RecipeConfig):
     augment_rate: float = option(0.1, "with --augment: the chance of each word being dropped, and of it being "
                                       "replaced; the share of positions swapped")
     transfer_text: str | None = option(None, "unlabeled text, labelled by the teacher, that joins the training "
-                                             "set: for a single-sentence task a corpus's sentences (a folder, file "
-                                             f"or entry as --task {GENERAL} reads it); for a sentence-pair task a "
-                                             "table's pairs (TSV/CSV/JSON lines with sentence1 and sentence2 "
-                                             "columns, or FILE?columns=A,B)")
+                                             "set: for a single-sentence or NER task a corpus's sentences (a "
+                                             f"folder, file or entry as --task {GENERAL} reads it); for a "
+                                             "sentence-pair task a table's pairs (TSV/CSV/JSON lines with sentence1 "
+                                             "and sentence2 columns, or FILE?columns=A,B)")
     transfer_count: int | None = option(None, "with --transfer-text: a seeded sample of N of its sentences or pairs "
                                               "(default: all)")
     head_init: str = option("fresh", "when --student is a checkpoint without this task's head (e.g. a general "

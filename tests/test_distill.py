@@ -435,8 +435,8 @@ def test_distill_with_transfer_text_trains_on_teacher_labelled_corpus_sentences(
     data = load_task("sst2", SAMPLE, Tokenizer.from_pretrained(tiny_teacher), limit_train=16, limit_eval=16)
     features, files = corpus_transfer_set(teacher, data, str(reviews))
     assert [f["labels"] for f in features] == [int(o.argmax()) for o in model_outputs(teacher, features, data.collate)]
-    with pytest.raises(ValueError, match="sst2 is a token task"):
-        corpus_transfer_set(teacher, dataclasses.replace(data, kind="token"), str(reviews))
+    with pytest.raises(ValueError, match="sst2 is a qa task"):  # answer spans have no sentences to tag
+        corpus_transfer_set(teacher, dataclasses.replace(data, kind="qa"), str(reviews))
     with pytest.raises(ValueError, match="transfer_count needs transfer_text"):
         distill(tiny_teacher, "sst2", SAMPLE, tmp_path / "bad", transfer_count=5)
     with pytest.raises(ValueError, match="transfer_count must be >= 1"):
@@ -478,3 +478,34 @@ def test_distill_with_transfer_text_on_a_pair_task_reads_a_tables_pairs(tmp_path
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             distill(teacher, "mrpc", mrpc, tmp_path / "bad", transfer_text=str(corpus), **FAST)
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_distill_with_transfer_text_on_ner_tags_a_corpus_word_by_word(tmp_path):
+    from test_finetune import PEOPLE, PLACES, write_conll, write_vocab
+
+    from squeezebert.data.conll import IGNORE_INDEX
+    from squeezebert.distill.augment import corpus_transfer_set
+    from squeezebert.distill.distill import distill
+    from squeezebert.finetune.run import finetune
+    from squeezebert.finetune.tasks import load_task, model_outputs
+
+    conll, vocab = write_conll(tmp_path / "conll", n_train=32, n_dev=8), write_vocab(tmp_path)
+    teacher = finetune("tiny-dense", "conll", conll, tmp_path / "teacher", tokenizer=vocab, epochs=1, batch_size=16,
+                       lr=1e-3, **FAST)["model_dir"]
+    corpus = tmp_path / "news.txt"  # four sentences: a word the vocabulary splits in pieces ("visited")
+    corpus.write_text("\n\n".join(f"the city {place} was visited by {person} ." for person, place in
+                                  zip(PEOPLE[:4], PLACES[:4])))
+    results = distill(teacher, "conll", conll, tmp_path / "student", epochs=1, batch_size=16, lr=1e-3,
+                      limit_train=16, limit_eval=8, calibrate=0, transfer_text=str(corpus), **FAST)
+    moved = results["transferred"]
+    assert (moved["sentences"], results["train_examples"]) == (4, 20)
+    assert set(moved["teacher_labels"]) == {"O", "B-PER", "B-LOC"}
+    assert sum(moved["teacher_labels"].values()) == pytest.approx(1.0)
+    # each word's first sub-token carries the teacher's tag there, every other position is ignored
+    data = load_task("conll", conll, Tokenizer.from_pretrained(teacher), limit_train=16, limit_eval=8)
+    model = load_model(teacher)
+    features, _ = corpus_transfer_set(model, data, str(corpus))
+    for feature, logits in zip(features, model_outputs(model, features, data.collate)):
+        tagged = [p for p, label in enumerate(feature["labels"]) if label != IGNORE_INDEX]
+        assert tagged == feature["word_starts"] and len(tagged) == 8
+        assert [feature["labels"][p] for p in tagged] == logits[tagged].argmax(-1).tolist()

@@ -16,9 +16,10 @@ token tags and answer spans.
 
 A task can also take its transfer set from unlabeled text (:func:`corpus_transfer_set`), as DistilBERT and
 TinyBERT distil on text beyond the task's own: a single-sentence task the sentences of a corpus, a sentence-pair task
-the pairs of a table (another task's file, e.g. MNLI's premise and hypothesis pairs for STS-B or MRPC), labelled by
-the teacher. Unlike the perturbed copies they are natural text, and text of the task's domain (movie reviews for
-SST-2) gives the student the teacher's answers on many inputs like the ones it will see.
+the pairs of a table (another task's file, e.g. MNLI's premise and hypothesis pairs for STS-B or MRPC), an NER task
+a corpus's sentences tagged word by word; all labelled by the teacher. Unlike the perturbed copies they are natural
+text, and text of the task's domain (movie reviews for SST-2) gives the student the teacher's answers on many inputs
+like the ones it will see.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
+from ..data.conll import IGNORE_INDEX, Sentence
 from ..data.tabular import Example, detect_format, iter_records
 from ..finetune.tasks import TaskData, model_outputs
 from .corpus import corpus_files, corpus_sentences, seeded_sample
@@ -79,12 +81,19 @@ def augment_examples(examples: Sequence[Any], copies: int, rate: float = 0.1, se
 
 
 def teacher_label(teacher: nn.Module, features: list[dict], data: TaskData, batch_size: int = 64) -> float:
-    """Set each feature's ``labels`` to the teacher's output (class id, or score for regression), in place.
-    Returns the fraction of class labels the teacher changed (regression: the mean absolute change of the score)."""
+    """Set each feature's ``labels`` to the teacher's output (class id, score for regression, or for NER a tag id
+    at each labelled position), in place. Returns the fraction of class labels the teacher changed (regression: the
+    mean absolute change of the score)."""
     outputs = model_outputs(teacher, features, data.collate, batch_size)
     changes = []
     regression = data.num_labels == 1
     for feature, logits in zip(features, outputs):
+        if data.kind == "token":  # the positions the gold tags labelled (first sub-tokens) get the teacher's tags
+            old = feature["labels"]
+            feature["labels"] = [IGNORE_INDEX if tag == IGNORE_INDEX else int(np.argmax(logits[position]))
+                                 for position, tag in enumerate(old)]
+            changes.extend(float(a != b) for a, b in zip(old, feature["labels"]) if a != IGNORE_INDEX)
+            continue
         new = float(logits.reshape(-1)[0]) if regression else int(np.argmax(logits))
         old = feature.get("labels")
         if old is not None:
@@ -147,24 +156,28 @@ def table_pairs(entry: str, count: int | None = None, seed: int = 0) -> list[tup
 
 
 def check_transfer_task(data: TaskData) -> None:
-    """Transfer text fits sentence and sentence-pair tasks, not token tags or answer spans."""
-    if data.kind != "sequence":
+    """Transfer text fits sentence, sentence-pair and NER tasks, not answer spans or choices."""
+    if data.kind not in ("sequence", "token"):
         raise ValueError(f"--transfer-text: {data.name} is a {data.kind} task; transfer text (a corpus's sentences, "
-                         "a table's pairs) is for sentence and sentence-pair tasks")
+                         "a table's pairs) is for sentence, sentence-pair and NER tasks")
 
 
 def transfer_examples(data: TaskData, corpus: str, count: int | None = None,
                       seed: int = 0) -> tuple[list[Example], list[str]]:
     """The unlabeled examples of a transfer set and the files they came from: ``count`` sentences of ``corpus`` (a
-    folder, file or entry, as general distillation reads it) for a single-sentence task, ``count`` pairs of a table
-    (:func:`table_pairs`) for a sentence-pair task (None: all)."""
+    folder, file or entry, as general distillation reads it) for a single-sentence or NER task, ``count`` pairs of
+    a table (:func:`table_pairs`) for a sentence-pair task (None: all)."""
     check_transfer_task(data)
     if pairs_sentences(data):
         return [Example(guid=f"transfer-{i}", text_a=a, text_b=b)
                 for i, (a, b) in enumerate(table_pairs(corpus, count, seed))], [corpus.partition("?")[0]]
     files = corpus_files(corpus)
-    return [Example(guid=f"transfer-{i}", text_a=sentence)
-            for i, sentence in enumerate(corpus_sentences(files, count, seed))], files
+    sentences = corpus_sentences(files, count, seed)
+    if data.kind == "token":
+        # words at white space (WikiText and CoNLL already set punctuation apart; elsewhere "end." is one word, tagged
+        # at its first sub-token as the gold data's words are), each tagged O until the teacher tags it
+        return [Sentence(words, ["O"] * len(words)) for words in map(str.split, sentences)], files
+    return [Example(guid=f"transfer-{i}", text_a=sentence) for i, sentence in enumerate(sentences)], files
 
 
 def corpus_transfer_set(teacher: nn.Module, data: TaskData, corpus: str, count: int | None = None, seed: int = 0,

@@ -21,11 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, load_model
 from ..config import PRESETS, preset
+from ..data.conll import IGNORE_INDEX
 from ..finetune.features import collate
 from ..finetune.recipe import Recipe, load_tokenizer, task_config
 from ..model import HEADS, SqueezeBertModel, SqueezeBertPreTrainedModel
@@ -190,8 +192,10 @@ class DistillRecipe(Recipe):
         if c.transfer_text:
             texts, _ = teacher_labelled(self.teacher, self.data, self.transfer_examples, "transfer text",
                                         c.eval_batch_size)
-            labels = [feature["labels"] for feature in texts]
-            # what the teacher made of them: the share of each class, or (regression) the mean score
+            labels = [label for feature in texts for label in np.ravel(feature["labels"]).tolist()
+                      if label != IGNORE_INDEX]
+            # what the teacher made of them: the share of each class (NER: of each word's tag), or (regression) the
+            # mean score
             made = round(sum(labels) / len(labels), 4) if self.data.num_labels == 1 else {
                 name: round(labels.count(i) / len(labels), 4) for i, name in enumerate(self.data.task_kind.labels)}
             unit = "pairs" if pairs_sentences(self.data) else "sentences"
