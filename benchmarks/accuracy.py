@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -366,20 +367,27 @@ SUMMARY_KEYS = {"aug": "augmented"}  # a student's suffix -> its key in the summ
 
 
 def closest_student(task: str, filed: dict[str, dict], score) -> dict | None:
-    """The task's filed student (``filed``: run name -> its JSON under docs/results) nearest its own teacher, whatever
-    its chain: where the task stands against goal 2. Both scores come from the student's run (its ``teacher_dev`` is
-    the teacher it learnt from, scored on the same split), so an fp32-chain student is compared with the fp32 teacher
-    and a bf16 one with the bf16 teacher."""
-    best = None
+    """The task's filed student recipe (``filed``: run name -> its JSON under docs/results) nearest its own teacher,
+    whatever its chain: where the task stands against goal 2. Both scores come from the student's run (its
+    ``teacher_dev`` is the teacher it learnt from, scored on the same split), so an fp32-chain student is compared with
+    the fp32 teacher and a bf16 one with the bf16 teacher. A run repeated with other seeds (SEED_REPEATS: NAME and
+    NAME-seed1) counts as one recipe scored by the mean of its seeds, so the luckiest seed is never the one reported."""
+    recipes: dict[str, list[tuple[float, float, float | None, str | None]]] = {}
     for name, a in filed.items():
         if not (name == f"student-{task}" or name.startswith(f"student-{task}-")):
             continue
         teacher, student = score(a.get("teacher_dev")), score(a.get("student_dev"))
-        if teacher is None or student is None:
-            continue
+        if teacher is not None and student is not None:
+            recipes.setdefault(re.sub(r"-seed\d+$", "", name), []).append(
+                (teacher, student, score(a.get("int8")), a.get("command")))
+    best = None
+    for name, seeds in recipes.items():
+        teacher, student = (sum(seed[i] for seed in seeds) / len(seeds) for i in (0, 1))
+        int8 = [seed[2] for seed in seeds]
         if best is None or student - teacher > best["gap"]:
             best = {"run": name, "teacher": teacher, "student": student, "gap": student - teacher,
-                    "student_int8": score(a.get("int8")), "student_cmd": a.get("command")}
+                    "student_int8": None if None in int8 else sum(int8) / len(int8), "student_cmd": seeds[0][3],
+                    **({"seeds": [seed[1] for seed in seeds]} if len(seeds) > 1 else {})}
     return best
 
 

@@ -68,3 +68,23 @@ def test_collect_files_a_teacher_and_its_bf16_chain_student_into_one_row(tmp_pat
     assert row["closest"]["run"] == "student-squad-bf16-10k" and row["closest"]["gap"] == pytest.approx(-0.01)
     assert qnli["closest"] is None  # its student's run recorded no teacher score
     assert json.loads((docs / "acc-student-squad-bf16-1k.json").read_text())["int8"] == {"f1": 59.5}
+
+
+def test_closest_student_scores_a_seed_repeated_recipe_by_its_mean_not_its_luckiest_seed():
+    def run(student, int8=None):
+        return {"teacher_dev": {"spearman": 0.86}, "student_dev": {"spearman": student},
+                **({"int8": {"spearman": int8}} if int8 is not None else {})}
+
+    def score(scores):
+        return (scores or {}).get("spearman")
+
+    filed = {"student-stsb-a": run(0.855), "student-stsb-b": run(0.850, 0.849), "student-mrpc-b": run(0.9)}
+    assert accuracy.closest_student("stsb", filed, score)["run"] == "student-stsb-a"
+    # b's second seed lifts its mean (0.858) over a's one run; the lucky seed alone (0.866) is not what is reported
+    filed["student-stsb-b-seed1"] = run(0.866, 0.867)
+    best = accuracy.closest_student("stsb", filed, score)
+    assert best["run"] == "student-stsb-b" and best["seeds"] == [0.850, 0.866]
+    assert (best["student"], best["gap"], best["student_int8"]) == pytest.approx((0.858, -0.002, 0.858))
+    filed["student-stsb-b-seed2"] = run(0.80)  # a bad third seed drags the recipe's mean under a's
+    assert accuracy.closest_student("stsb", filed, score)["run"] == "student-stsb-a"
+    assert "seeds" not in accuracy.closest_student("stsb", filed, score)
