@@ -161,7 +161,8 @@ GENERAL_BF16_14K = general(4000, *BF16, start=f"{OUT}/general-bf16-10k/best", co
 # its students: the MNLI-first pair tasks (below), CoNLL over 6 epochs and QNLI (goal 4's task, last run from the
 # 2,500-step stage)
 BF16_14K = {"conll": BF16_10K_LONGER["conll"], "qnli": STUDENT_EPOCHS["qnli"]}
-# then CoNLL over 10 epochs (its F1 still rose in the 6th: 0.858 -> 0.861), and the MNLI-first pair students with the
+# then CoNLL over 10 epochs (its F1 still rose in the 6th: 0.858 -> 0.861; not run yet: the transfer run of as many
+# steps below took its turn, 2026-12-07), and the MNLI-first pair students with the
 # perturbed transfer set (AUGMENT: +5 points on STS-B from the 600-step stage, nothing on MRPC), now that the students
 # sit within 2 points of their teachers
 BF16_14K_LONGER = {"conll": "10"}
