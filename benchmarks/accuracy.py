@@ -257,13 +257,14 @@ def runs() -> dict[str, list[str]]:
     from_stage("general-bf16-14k", BF16_14K)
     for task, epochs in BF16_14K_LONGER.items():
         from_stage("general-bf16-14k", {task: epochs}, f"-ep{epochs}")
+    mnli_14k = f"{OUT}/student-mnli-bf16-14k/best"
     for task in MNLI_FIRST:
         aug = AUGMENT[task]
         from_stage("general-bf16-14k", {task: str(aug["epochs"])}, "-mnli-aug", "--augment", str(aug["copies"]),
-                   start=f"{OUT}/student-mnli-bf16-14k/best")
+                   start=mnli_14k)
     for task, table_file in TRANSFER_PAIRS.items():
         from_stage("general-bf16-14k", {task: TRANSFER_PAIRS_EPOCHS}, "-mnli-transfer", "--transfer-text", table_file,
-                   start=f"{OUT}/student-mnli-bf16-14k/best")
+                   start=mnli_14k)
     for task, (text, epochs) in TRANSFER_NER.items():
         from_stage("general-bf16-14k", {task: epochs}, "-transfer", "--transfer-text", text)
         from_stage("general-bf16-14k", {task: TRANSFER_NER_LONGER[task]}, f"-transfer-ep{TRANSFER_NER_LONGER[task]}",

@@ -492,8 +492,8 @@ def test_distill_with_transfer_text_on_ner_tags_a_corpus_word_by_word(tmp_path):
     conll, vocab = write_conll(tmp_path / "conll", n_train=32, n_dev=8), write_vocab(tmp_path)
     teacher = finetune("tiny-dense", "conll", conll, tmp_path / "teacher", tokenizer=vocab, epochs=1, batch_size=16,
                        lr=1e-3, **FAST)["model_dir"]
-    corpus = tmp_path / "news.txt"  # four sentences: a word the vocabulary splits in pieces ("visited")
-    corpus.write_text("\n\n".join(f"the city {place} was visited by {person} ." for person, place in
+    corpus = tmp_path / "news.txt"  # four sentences: a word the vocabulary splits in pieces ("revisited")
+    corpus.write_text("\n\n".join(f"the city {place} was revisited by {person} ." for person, place in
                                   zip(PEOPLE[:4], PLACES[:4])))
     results = distill(teacher, "conll", conll, tmp_path / "student", epochs=1, batch_size=16, lr=1e-3,
                       limit_train=16, limit_eval=8, calibrate=0, transfer_text=str(corpus), **FAST)

@@ -33,7 +33,7 @@ import numpy as np
 from torch import nn
 
 from ..data.conll import IGNORE_INDEX, Sentence
-from ..data.tabular import Example, detect_format, iter_records
+from ..data.tabular import Example, RowSkipper, detect_format, iter_records
 from ..finetune.tasks import TaskData, model_outputs
 from .corpus import corpus_files, corpus_sentences, seeded_sample
 
@@ -142,11 +142,7 @@ def table_pairs(entry: str, count: int | None = None, seed: int = 0) -> list[tup
     if not Path(path).is_file():
         raise FileNotFoundError(f"--transfer-text {entry!r}: a sentence-pair task reads its transfer pairs from one "
                                 f"table file (columns {', '.join(columns)}); {path} is not a file")
-
-    def refuse(error: Exception) -> None:
-        raise error
-
-    records = iter_records(path, detect_format(path), required=columns, on_error=refuse)
+    records = iter_records(path, detect_format(path), required=columns, on_error=RowSkipper(path, skip_bad_rows=False))
     pairs = list(dict.fromkeys((str(record[columns[0]]).strip(), str(record[columns[1]]).strip())
                                for _, record in records))
     pairs = [(a, b) for a, b in pairs if a and b]
